@@ -1,0 +1,95 @@
+//! The top of the program: resolve the configuration, handle the outputs
+//! that end the process early (`--get`, `--dump-options`, `--show-config`
+//! with a binary patch), then pick a role.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::config::{self, show, Config, Halt, HostFacts, Inputs, Io};
+use crate::sys;
+
+/// Runs the program with this process's argv and environment and returns
+/// the exit status.
+pub fn main() -> i32 {
+    let argv: Vec<Vec<u8>> = std::env::args_os().map(|a| a.as_bytes().to_vec()).collect();
+    let env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    run(Inputs {
+        argv,
+        env,
+        facts: HostFacts::detect(),
+    })
+}
+
+/// Runs the program for the given inputs and returns the exit status.
+pub fn run(inputs: Inputs) -> i32 {
+    let argv = inputs.argv.clone();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let resolved = config::resolve(
+        inputs,
+        Io {
+            out: &mut out,
+            err: &mut err,
+        },
+    );
+    let _ = out.flush();
+    let config = match resolved {
+        Ok(c) => c,
+        Err(Halt::Exit(code)) => return code,
+        Err(Halt::Fail(e)) => {
+            let _ = writeln!(err, "{e}");
+            return 1;
+        }
+        Err(Halt::SignalPidfile { pidfile, action }) => {
+            return match sys::signal_pidfile(&pidfile, sys::pidfile_action_signal(action)) {
+                Ok(()) => 0,
+                Err(msg) => {
+                    let _ = writeln!(err, "{msg}");
+                    1
+                }
+            };
+        }
+    };
+    if !config.get.is_empty() {
+        let _ = out.write_all(&show::get(&config));
+        let _ = out.flush();
+        return 0;
+    }
+    if config.flag("dump-options") {
+        let _ = out.write_all(&show::dump_options(&config.custom));
+        let _ = out.flush();
+        return 0;
+    }
+    if config.flag("show-config") {
+        let _ = err.write_all(&show::show_config(&config));
+    }
+    let _ = err.flush();
+    if let Some(Some(program)) = config.last("privileged-binary-patch") {
+        let e = sys::exec_patch(program, &argv);
+        let _ = writeln!(
+            err,
+            "execvp(): {e} [privileged-binary-patch {}]",
+            String::from_utf8_lossy(program)
+        );
+        return 1;
+    }
+    if let Some(Some(command)) = config.last("privileged-binary-patch-arg") {
+        let e = sys::exec_shell(command);
+        let _ = writeln!(err, "execvp(): {e} [privileged-binary-patch-arg]");
+        return 1;
+    }
+    start(&config, &mut err)
+}
+
+/// Starts the role the configuration asks for.
+fn start(_config: &Config, err: &mut dyn Write) -> i32 {
+    let _ = writeln!(
+        err,
+        "ruwsgi: serving is not implemented in this build yet (the configuration was resolved)"
+    );
+    1
+}
