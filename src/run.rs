@@ -85,8 +85,55 @@ pub fn run(inputs: Inputs) -> i32 {
     start(&config, &mut err)
 }
 
+/// Options that give an instance something to run; without any of them
+/// uWSGI refuses to start.
+const RUNNABLE: &[&str] = &[
+    "socket",
+    "uwsgi-socket",
+    "http-socket",
+    "http11-socket",
+    "fastcgi-socket",
+    "fastcgi-nph-socket",
+    "scgi-socket",
+    "scgi-nph-socket",
+    "puwsgi-socket",
+    "shared-socket",
+    "http",
+    "https",
+    "http-to",
+    "no-server",
+    "emperor",
+    "command-mode",
+    "attach-daemon",
+    "attach-daemon2",
+    "attach-control-daemon",
+    "smart-attach-daemon",
+    "cron",
+    "spooler",
+    "emperor-proxy-socket",
+];
+
 /// Starts the role the configuration asks for.
-fn start(_config: &Config, err: &mut dyn Write) -> i32 {
+fn start(config: &Config, err: &mut dyn Write) -> i32 {
+    if let Some(Some(dir)) = config.last("chdir") {
+        let _ = writeln!(err, "chdir() to {}", String::from_utf8_lossy(dir));
+        if let Err(e) = std::env::set_current_dir(std::ffi::OsStr::from_bytes(dir)) {
+            let _ = writeln!(
+                err,
+                "chdir(): {} [chdir = {}]",
+                config::logic::strerror(&e),
+                String::from_utf8_lossy(dir)
+            );
+            return 1;
+        }
+    }
+    if !RUNNABLE.iter().any(|k| config.last(k).is_some()) {
+        let _ = writeln!(
+            err,
+            "The -s/--socket option is missing and stdin is not a socket."
+        );
+        return 1;
+    }
     let _ = writeln!(
         err,
         "ruwsgi: serving is not implemented in this build yet (the configuration was resolved)"

@@ -8,6 +8,7 @@ pub mod facts;
 pub mod glob;
 pub mod ini;
 pub mod logic;
+pub mod man;
 pub mod options;
 pub mod placeholders;
 pub mod resolve;

@@ -288,11 +288,16 @@ impl<'io> Resolver<'io> {
         self.entries[i].value.as_deref()
     }
 
+    /// Table rows come first: a custom option named like a real one is
+    /// never reached, as in uWSGI's option array.
     fn lookup(&self, key: &[u8]) -> Option<Spec> {
-        if let Some(c) = self.custom.iter().find(|c| c.name == key) {
-            return Some(Spec::Custom(c.clone()));
+        if let Some(spec) = options::find(key) {
+            return Some(Spec::Table(spec));
         }
-        options::find(key).map(Spec::Table)
+        self.custom
+            .iter()
+            .find(|c| c.name == key)
+            .map(|c| Spec::Custom(c.clone()))
     }
 
     /// `uwsgi_opt_get`: unknown keys are fatal in strict mode.
@@ -465,6 +470,12 @@ impl<'io> Resolver<'io> {
                     cond,
                     arg: v.to_vec(),
                 });
+            }
+            "socket" | "uwsgi-socket" | "http-socket" | "http11-socket" | "fastcgi-socket"
+            | "fastcgi-nph-socket" | "scgi-socket" | "scgi-nph-socket" | "puwsgi-socket"
+                if v.is_empty() =>
+            {
+                return Err(self.fail("invalid/empty uwsgi socket name"));
             }
             _ => {
                 if spec.kind == Kind::Int && value.is_some_and(|v| placeholders::atoi(v) < 0) {
