@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod protocol;
 pub mod run;
 pub mod sys;
