@@ -8,5 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod protocol;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod run;
 pub mod sys;

@@ -9,6 +9,7 @@ pub mod glob;
 pub mod ini;
 pub mod logic;
 pub mod man;
+pub mod model;
 pub mod options;
 pub mod placeholders;
 pub mod resolve;

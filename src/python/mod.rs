@@ -1,0 +1,1 @@
+//! Embedded CPython (in progress).
