@@ -65,7 +65,9 @@ pub fn run(inputs: Inputs) -> i32 {
         return 0;
     }
     if config.flag("show-config") {
-        let _ = err.write_all(&show::show_config(&config));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let prefix = show::log_prefix(&config, |f| sys::local_strftime(f, now), || sys::ctime24(now));
+        let _ = err.write_all(&show::show_config(&config, &prefix));
     }
     let _ = err.flush();
     if let Some(Some(program)) = config.last("privileged-binary-patch") {

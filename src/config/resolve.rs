@@ -919,6 +919,9 @@ impl<'io> Resolver<'io> {
                 None => false,
             };
             self.entries[i].configured = known;
+            if known {
+                self.handler_side_effects(i);
+            }
             // uWSGI restarts from the top when the list grew; that only
             // changes anything when a new custom option makes an earlier
             // unknown key known.
@@ -929,6 +932,25 @@ impl<'io> Resolver<'io> {
             }
         }
         Ok(())
+    }
+}
+
+impl Resolver<'_> {
+    /// Some uWSGI handlers cut the stored value in place while parsing it,
+    /// and `--show-config` prints what is left; reproduce the ones seen in
+    /// real configs.
+    fn handler_side_effects(&mut self, i: usize) {
+        let entry = &mut self.entries[i];
+        if entry.key == b"cron2" {
+            // `key=val,... command`: the command is split off at the space.
+            if let Some(v) = entry.value.as_mut() {
+                if let Some(space) = v.iter().position(|&b| b == b' ') {
+                    if v[..space].contains(&b'=') {
+                        v.truncate(space);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -4,16 +4,41 @@
 use super::options::OPTIONS;
 use super::{Config, CustomOption};
 
-/// The `--show-config` block, byte for byte as uWSGI prints it.
-pub fn show_config(config: &Config) -> Vec<u8> {
-    let mut out = b"\n;uWSGI instance configuration\n[uwsgi]\n".to_vec();
+/// The `--show-config` block, byte for byte as uWSGI prints it. `prefix`
+/// (from `log-date`) starts every logger call: the header, each entry and
+/// the footer.
+pub fn show_config(config: &Config, prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    out.extend_from_slice(b"\n;uWSGI instance configuration\n[uwsgi]\n");
     for e in &config.entries {
+        out.extend_from_slice(prefix);
         out.extend_from_slice(&e.key);
         out.extend_from_slice(b" = ");
         out.extend_from_slice(e.value.as_deref().unwrap_or(b"true"));
         out.push(b'\n');
     }
+    out.extend_from_slice(prefix);
     out.extend_from_slice(b";end of configuration\n\n");
+    out
+}
+
+/// What `log-date`/`logdate`/`log-prefix` put before each log line: a
+/// strftime format, or the ctime date for a bare flag or true/1/on/yes.
+pub fn log_prefix(config: &Config, strftime: impl Fn(&[u8]) -> Vec<u8>, ctime: impl Fn() -> Vec<u8>) -> Vec<u8> {
+    let Some(value) = config
+        .applied
+        .iter()
+        .rev()
+        .find(|a| matches!(a.key.as_slice(), b"log-date" | b"logdate" | b"log-prefix"))
+        .map(|a| a.value.clone())
+    else {
+        return Vec::new();
+    };
+    let mut out = match value {
+        Some(v) if !["true", "1", "on", "yes"].iter().any(|t| v.eq_ignore_ascii_case(t.as_bytes())) => strftime(&v),
+        _ => ctime(),
+    };
+    out.extend_from_slice(b" - ");
     out
 }
 
@@ -108,7 +133,7 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(
-            String::from_utf8(show_config(&config)).unwrap(),
+            String::from_utf8(show_config(&config, b"")).unwrap(),
             "\n;uWSGI instance configuration\n[uwsgi]\nmaster = true\nempty = \n = x\n;end of configuration\n\n"
         );
         assert_eq!(get(&config), b"\n");

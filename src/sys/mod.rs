@@ -1,4 +1,9 @@
-//! Operating-system helpers: signals, exec. This is where `unsafe` lives.
+//! Operating-system helpers: processes, sockets, shared memory, signals,
+//! exec. This is where `unsafe` lives.
+
+pub mod process;
+pub mod shm;
+pub mod socket;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -51,4 +56,26 @@ pub fn exec_shell(command: &[u8]) -> std::io::Error {
         .arg("-c")
         .arg(OsStr::from_bytes(command))
         .exec()
+}
+
+/// `strftime` in local time (log prefixes); at most 63 bytes as uWSGI.
+pub fn local_strftime(fmt: &[u8], secs: i64) -> Vec<u8> {
+    let Ok(cfmt) = std::ffi::CString::new(fmt.to_vec()) else { return Vec::new() };
+    let t: libc::time_t = secs as libc::time_t;
+    // SAFETY: `tm` is a plain C struct, fully written by localtime_r before
+    // use; strftime writes at most `buf.len()` bytes into `buf`.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return Vec::new();
+        }
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), cfmt.as_ptr(), &tm);
+        buf[..n].to_vec()
+    }
+}
+
+/// The 24 characters of `ctime()` ("Fri Nov 27 16:33:46 2026").
+pub fn ctime24(secs: i64) -> Vec<u8> {
+    local_strftime(b"%a %b %e %H:%M:%S %Y", secs)
 }

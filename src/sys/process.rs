@@ -1,0 +1,109 @@
+//! Processes: fork, wait, signal, parent-death signal, exec of ourselves.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+
+/// Which side of a fork we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Child,
+    Parent(libc::pid_t),
+}
+
+/// fork(2). The caller must be single-threaded (or accept that only the
+/// calling thread survives in the child) and, once Python is up, must
+/// wrap the call in the interpreter's fork hooks.
+pub fn fork() -> std::io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the
+    // single-threaded requirement is documented for callers, and the
+    // child only continues in Rust code that does not rely on other threads.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(sig: libc::c_int) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes an integer argument and touches
+    // no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Reaps one finished child without blocking.
+pub fn reap() -> Option<(libc::pid_t, ExitKind)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes only to `status`, a valid local.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid <= 0 {
+        return None;
+    }
+    let kind = if libc::WIFSIGNALED(status) {
+        ExitKind::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitKind::Code(libc::WEXITSTATUS(status))
+    };
+    Some((pid, kind))
+}
+
+/// Sends a signal; a vanished process is not an error.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    if pid > 0 {
+        // SAFETY: kill(2) touches no memory; pid is positive so exactly one
+        // process is targeted.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+pub fn getpid() -> libc::pid_t {
+    std::process::id() as libc::pid_t
+}
+
+/// Replaces this process image with the current executable (same pid),
+/// keeping fds that are not close-on-exec. Returns only on failure.
+pub fn exec_self(argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> std::io::Error {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(OsStr::from_bytes(arg0));
+    }
+    cmd.args(argv.iter().skip(1).map(|a| OsStr::from_bytes(a)));
+    cmd.env_clear();
+    cmd.envs(env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))));
+    cmd.exec()
+}
+
+/// Clears close-on-exec so `fd` survives an exec.
+pub fn keep_across_exec(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on an fd we own, integer arguments only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable.
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd on the stack, count 1.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    n > 0
+}
