@@ -7,8 +7,12 @@
 
 pub mod cli;
 pub mod config;
+#[cfg(feature = "python")]
+pub mod master;
 pub mod protocol;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod run;
 pub mod sys;
+#[cfg(feature = "python")]
+pub mod worker;

@@ -25,6 +25,7 @@ pub fn main() -> i32 {
 /// Runs the program for the given inputs and returns the exit status.
 pub fn run(inputs: Inputs) -> i32 {
     let argv = inputs.argv.clone();
+    let env = inputs.env.clone();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let mut out = stdout.lock();
@@ -84,7 +85,8 @@ pub fn run(inputs: Inputs) -> i32 {
         let _ = writeln!(err, "execvp(): {e} [privileged-binary-patch-arg]");
         return 1;
     }
-    start(&config, &mut err)
+    drop(err);
+    start(&config, &argv, &env)
 }
 
 /// Options that give an instance something to run; without any of them
@@ -116,29 +118,30 @@ const RUNNABLE: &[&str] = &[
 ];
 
 /// Starts the role the configuration asks for.
-fn start(config: &Config, err: &mut dyn Write) -> i32 {
+fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
+    let mut err = std::io::stderr().lock();
     if let Some(Some(dir)) = config.last("chdir") {
         let _ = writeln!(err, "chdir() to {}", String::from_utf8_lossy(dir));
         if let Err(e) = std::env::set_current_dir(std::ffi::OsStr::from_bytes(dir)) {
-            let _ = writeln!(
-                err,
-                "chdir(): {} [chdir = {}]",
-                config::logic::strerror(&e),
-                String::from_utf8_lossy(dir)
-            );
+            let _ = writeln!(err, "chdir(): {} [chdir = {}]", config::logic::strerror(&e), String::from_utf8_lossy(dir));
             return 1;
         }
     }
     if !RUNNABLE.iter().any(|k| config.last(k).is_some()) {
-        let _ = writeln!(
-            err,
-            "The -s/--socket option is missing and stdin is not a socket."
-        );
+        let _ = writeln!(err, "The -s/--socket option is missing and stdin is not a socket.");
         return 1;
     }
-    let _ = writeln!(
-        err,
-        "ruwsgi: serving is not implemented in this build yet (the configuration was resolved)"
-    );
+    drop(err);
+    serve(config, argv, env)
+}
+
+#[cfg(feature = "python")]
+fn serve(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
+    crate::master::run(config, argv, env)
+}
+
+#[cfg(not(feature = "python"))]
+fn serve(_config: &Config, _argv: &[Vec<u8>], _env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
+    eprintln!("this uwsgi was built without Python support (cargo feature `python`)");
     1
 }

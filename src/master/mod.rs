@@ -1,0 +1,485 @@
+//! The master: binds the sockets, loads the app once (unless `lazy-apps`),
+//! forks the workers, then supervises them: respawn on death, harakiri,
+//! touch-reload, graceful reload by re-exec with the sockets kept open,
+//! and the shutdown flows, with uWSGI's log lines.
+
+mod signals;
+mod sockets;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::model::{MasterConfig, PythonConfig, SocketConfig, WorkerConfig};
+use crate::config::Config;
+use crate::sys::process::{self, ExitKind, Forked};
+use crate::worker::{self, HarakiriSlot, Listener, WorkerContext, WorkerExit};
+use crate::{python, sys};
+use signals::{Event, Signals};
+
+/// Exit codes a worker uses, as the master reads them.
+pub mod exit_code {
+    /// Finished its last request after a graceful stop or a recycle.
+    pub const GRACEFUL: i32 = 17;
+    /// Stopped at once (SIGINT/SIGTERM).
+    pub const END: i32 = 30;
+    /// The app failed to load in a lazy worker.
+    pub const FAILED_APP: i32 = 22;
+}
+
+/// How long a stopping worker may take before it is killed
+/// (`worker-reload-mercy`).
+const WORKER_MERCY: Duration = Duration::from_secs(60);
+/// The master's tick (`check-interval`).
+const TICK: Duration = Duration::from_secs(1);
+
+fn log(line: impl AsRef<str>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", line.as_ref());
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Worker {
+    pid: libc::pid_t,
+    spawned: Instant,
+    /// Set when the master asked it to stop (reload, shutdown, harakiri).
+    stopping: Option<Instant>,
+}
+
+/// What the master is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Waiting for the workers to go, then re-exec.
+    Reloading,
+    /// Waiting for the workers to go, then exit 0.
+    ShuttingDown,
+}
+
+/// Everything one instance needs, read from its config once.
+struct Instance<'a> {
+    config: &'a Config,
+    master: MasterConfig,
+    sockets: SocketConfig,
+    worker: WorkerConfig,
+    python: PythonConfig,
+    argv: Vec<Vec<u8>>,
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Runs an instance that serves sockets; returns the exit status.
+pub fn run(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
+    let inst = Instance {
+        config,
+        master: config.master_config(),
+        sockets: config.socket_config(),
+        worker: config.worker_config(),
+        python: config.python_config(),
+        argv: argv.to_vec(),
+        env: env.to_vec(),
+    };
+    match inst.start() {
+        Ok(code) => code,
+        Err(msg) => {
+            log(msg);
+            1
+        }
+    }
+}
+
+impl Instance<'_> {
+    fn is_reload(&self) -> bool {
+        self.env.iter().any(|(k, _)| k == b"UWSGI_RELOADS")
+    }
+
+    fn start(&self) -> Result<i32, String> {
+        if let Some(pidfile) = &self.master.pidfile {
+            if !self.is_reload() {
+                log(format!("writing pidfile to {pidfile}"));
+                std::fs::write(pidfile, format!("{}\n", process::getpid()))
+                    .map_err(|e| format!("open(\"{pidfile}\"): {e} [pidfile]"))?;
+            }
+        }
+        let listeners = sockets::open(&self.sockets, &self.env)?;
+        let opt: Vec<(String, String)> = self
+            .config
+            .entries
+            .iter()
+            .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), e.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_else(|| "true".into())))
+            .collect();
+        python::init(&self.python, &opt)?;
+        let apps = if self.master.lazy_apps {
+            None
+        } else {
+            match python::load_apps(&self.python) {
+                Ok(apps) => Some(apps),
+                Err(e) => {
+                    log(e);
+                    if self.master.need_app {
+                        log("*** no app loaded. GAME OVER ***");
+                        return Ok(exit_code::FAILED_APP);
+                    }
+                    None
+                }
+            }
+        };
+        let slots = sys::shm::shared_u64s(self.master.processes.max(1)).map_err(|e| format!("mmap(): {e}"))?;
+        if !self.master.master {
+            return Ok(self.single(&listeners, apps.as_ref(), &slots[0]));
+        }
+        let mut sup = Supervisor { inst: self, listeners, apps, slots, workers: Vec::new(), respawns: Vec::new() };
+        sup.supervise()
+    }
+
+    /// No master: this process is the only worker.
+    fn single(&self, listeners: &[Listener], apps: Option<&python::Apps>, slot: &'static AtomicU64) -> i32 {
+        log(format!("spawned uWSGI worker 1 (and the only) (pid: {}, cores: {})", process::getpid(), self.worker.threads));
+        log("*** WARNING: you are running uWSGI without its master process manager ***");
+        python::set_worker_id(1, 1);
+        let loaded;
+        let apps = match apps {
+            Some(a) => a,
+            None => match python::load_apps(&self.python) {
+                Ok(a) => {
+                    loaded = a;
+                    &loaded
+                }
+                Err(e) => {
+                    log(e);
+                    return exit_code::FAILED_APP;
+                }
+            },
+        };
+        notify_ready();
+        let harakiri = HarakiriSlot::new(slot);
+        let ctx = WorkerContext { id: 1, listeners, config: &self.worker, apps, harakiri: Some(&harakiri) };
+        match worker::serve(ctx) {
+            WorkerExit::Shutdown => exit_code::END,
+            _ => 0,
+        }
+    }
+}
+
+struct Supervisor<'a> {
+    inst: &'a Instance<'a>,
+    listeners: Vec<Listener>,
+    apps: Option<python::Apps>,
+    slots: &'static [AtomicU64],
+    /// Index = worker id - 1.
+    workers: Vec<Option<Worker>>,
+    /// Recent respawn instants (fork-bomb protection).
+    respawns: Vec<Instant>,
+}
+
+impl Supervisor<'_> {
+    fn supervise(&mut self) -> Result<i32, String> {
+        let signals = Signals::install().map_err(|e| format!("signal setup: {e}"))?;
+        let reloading = self.inst.is_reload();
+        log(format!(
+            "{} uWSGI master process (pid: {})",
+            if reloading { "gracefully (RE)spawned" } else { "spawned" },
+            process::getpid()
+        ));
+        let n = self.inst.master.processes;
+        self.workers = (0..n).map(|_| None).collect();
+        for id in 1..=n {
+            self.spawn(id, &signals, false)?;
+        }
+        notify_ready();
+        let mut touch = Touch::new(&self.inst.master.touch_reload);
+        let mut phase = Phase::Running;
+        let mut phase_since = Instant::now();
+        loop {
+            let event = signals.wait(TICK);
+            let next = match event {
+                Some(Event::Reload) if phase == Phase::Running => Some(self.begin_reload()),
+                Some(Event::Shutdown) if phase != Phase::ShuttingDown => Some(self.begin_shutdown(false)),
+                Some(Event::Term) if phase != Phase::ShuttingDown => Some(if self.inst.master.die_on_term {
+                    self.begin_shutdown(true)
+                } else {
+                    self.begin_brutal_reload()
+                }),
+                _ => None,
+            };
+            if let Some(p) = next {
+                phase = p;
+                phase_since = Instant::now();
+            }
+            self.reap(phase, &signals)?;
+            self.check_harakiri();
+            if phase == Phase::Running && touch.fired() {
+                phase = self.begin_reload();
+                phase_since = Instant::now();
+            }
+            if phase != Phase::Running {
+                self.enforce_mercy();
+                if self.workers.iter().all(Option::is_none) {
+                    return Ok(match phase {
+                        Phase::Reloading => self.reexec(),
+                        _ => self.goodbye(),
+                    });
+                }
+                let _ = phase_since;
+            }
+        }
+    }
+
+    fn spawn(&mut self, id: usize, signals: &Signals, respawn: bool) -> Result<(), String> {
+        if respawn {
+            self.respawns.retain(|t| t.elapsed() < TICK);
+            if self.respawns.len() >= self.inst.master.processes.max(1) {
+                log("worker respawning too fast !!! i have to sleep a bit (2 seconds)...");
+                std::thread::sleep(Duration::from_secs(2));
+                self.respawns.clear();
+            }
+            self.respawns.push(Instant::now());
+        }
+        python::before_fork();
+        match process::fork().map_err(|e| format!("fork(): {e}"))? {
+            Forked::Child => {
+                signals.forget();
+                process::set_parent_death_signal(libc::SIGKILL);
+                python::after_fork_child();
+                python::set_worker_id(id, self.inst.master.processes);
+                let code = self.worker_main(id);
+                std::process::exit(code);
+            }
+            Forked::Parent(pid) => {
+                python::after_fork_parent();
+                if respawn {
+                    log(format!("Respawned uWSGI worker {id} (new pid: {pid})"));
+                } else {
+                    log(format!("spawned uWSGI worker {id} (pid: {pid}, cores: {})", self.inst.worker.threads));
+                }
+                self.slots[id - 1].store(0, Ordering::Relaxed);
+                self.workers[id - 1] = Some(Worker { pid, spawned: Instant::now(), stopping: None });
+                Ok(())
+            }
+        }
+    }
+
+    fn worker_main(&self, id: usize) -> i32 {
+        let loaded;
+        let apps = match &self.apps {
+            Some(a) => a,
+            None => match python::load_apps(&self.inst.python) {
+                Ok(a) => {
+                    loaded = a;
+                    &loaded
+                }
+                Err(e) => {
+                    log(e);
+                    return exit_code::FAILED_APP;
+                }
+            },
+        };
+        let harakiri = HarakiriSlot::new(&self.slots[id - 1]);
+        let ctx = WorkerContext { id, listeners: &self.listeners, config: &self.inst.worker, apps, harakiri: Some(&harakiri) };
+        match worker::serve(ctx) {
+            WorkerExit::Shutdown => exit_code::END,
+            WorkerExit::Graceful | WorkerExit::Recycled => exit_code::GRACEFUL,
+        }
+    }
+
+    fn id_of(&self, pid: libc::pid_t) -> Option<usize> {
+        self.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)).map(|i| i + 1)
+    }
+
+    fn reap(&mut self, phase: Phase, signals: &Signals) -> Result<(), String> {
+        while let Some((pid, how)) = process::reap() {
+            let Some(id) = self.id_of(pid) else { continue };
+            let Some(w) = self.workers[id - 1].take() else { continue };
+            self.slots[id - 1].store(0, Ordering::Relaxed);
+            if let Some(since) = w.stopping {
+                if phase != Phase::Running {
+                    log(format!("worker {id} buried after {} seconds", since.elapsed().as_secs().max(1)));
+                    continue;
+                }
+            }
+            if phase != Phase::Running {
+                continue;
+            }
+            match how {
+                ExitKind::Code(exit_code::GRACEFUL) | ExitKind::Code(0) => {
+                    log(format!("worker {id} killed successfully (pid: {pid})"))
+                }
+                ExitKind::Code(exit_code::FAILED_APP) if self.inst.master.lazy_apps => {
+                    log(format!("OOPS ! failed loading app in worker {id} (pid {pid}) :( trying again..."))
+                }
+                ExitKind::Signal(sig) => {
+                    log(format!("DAMN ! worker {id} (pid: {pid}) died, killed by signal {sig} :( trying respawn ..."))
+                }
+                ExitKind::Code(_) => log(format!("DAMN ! worker {id} (pid: {pid}) died :( trying respawn ...")),
+            }
+            let _ = w.spawned;
+            self.spawn(id, signals, true)?;
+        }
+        Ok(())
+    }
+
+    fn signal_workers(&mut self, sig: libc::c_int) {
+        for w in self.workers.iter_mut().flatten() {
+            w.stopping = Some(Instant::now());
+            process::kill(w.pid, sig);
+        }
+    }
+
+    fn begin_reload(&mut self) -> Phase {
+        log("...gracefully killing workers...");
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Some(w) = w {
+                log(format!("Gracefully killing worker {} (pid: {})...", i + 1, w.pid));
+            }
+        }
+        self.signal_workers(libc::SIGHUP);
+        Phase::Reloading
+    }
+
+    fn begin_brutal_reload(&mut self) -> Phase {
+        log("...brutally killing workers...");
+        self.signal_workers(libc::SIGTERM);
+        Phase::Reloading
+    }
+
+    fn begin_shutdown(&mut self, graceful: bool) -> Phase {
+        if graceful {
+            log("graceful shutdown triggered...");
+            self.signal_workers(libc::SIGHUP);
+        } else {
+            log("SIGINT/SIGTERM received...killing workers...");
+            self.signal_workers(libc::SIGINT);
+        }
+        Phase::ShuttingDown
+    }
+
+    fn enforce_mercy(&mut self) {
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Some(w) = w {
+                if w.stopping.is_some_and(|t| t.elapsed() > WORKER_MERCY) {
+                    log(format!("worker {} (pid: {}) is taking too much time to die...NO MERCY !!!", i + 1, w.pid));
+                    process::kill(w.pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn check_harakiri(&mut self) {
+        let limit = self.inst.worker.harakiri;
+        if limit == 0 {
+            return;
+        }
+        let now = now_secs();
+        for (i, w) in self.workers.iter().enumerate() {
+            let Some(w) = w else { continue };
+            let started = self.slots[i].load(Ordering::Relaxed);
+            if started != 0 && now > started + limit {
+                log(format!("*** HARAKIRI ON WORKER {} (pid: {}, try: 1) ***", i + 1, w.pid));
+                process::kill(w.pid, libc::SIGKILL);
+                self.slots[i].store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn vacuum(&self) {
+        if !self.inst.master.vacuum {
+            return;
+        }
+        if let Some(p) = &self.inst.master.pidfile {
+            if std::fs::remove_file(p).is_ok() {
+                log("VACUUM: pidfile removed.");
+            }
+        }
+        for s in &self.inst.sockets.sockets {
+            if let sys::socket::Address::UnixPath(path) = sys::socket::parse(&s.name) {
+                if std::fs::remove_file(&path).is_ok() {
+                    log(format!("VACUUM: unix socket {path} removed."));
+                }
+            }
+        }
+    }
+
+    fn goodbye(&self) -> i32 {
+        self.vacuum();
+        log("goodbye to uWSGI.");
+        0
+    }
+
+    /// Re-executes this binary with the same pid and argv; the listening
+    /// sockets stay open across the exec, so no connection is refused.
+    fn reexec(&self) -> i32 {
+        log("binary reloading uWSGI...");
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+            self.inst.env.iter().filter(|(k, _)| k != b"UWSGI_RELOADS" && k != sockets::INHERIT_ENV.as_bytes()).cloned().collect();
+        let reloads = self
+            .inst
+            .env
+            .iter()
+            .find(|(k, _)| k == b"UWSGI_RELOADS")
+            .map(|(_, v)| crate::config::placeholders::atoi(v))
+            .unwrap_or(0);
+        env.push((b"UWSGI_RELOADS".to_vec(), (reloads + 1).to_string().into_bytes()));
+        env.push((sockets::INHERIT_ENV.as_bytes().to_vec(), sockets::describe_for_exec(&self.listeners).into_bytes()));
+        log(format!("running {}", String::from_utf8_lossy(self.inst.argv.first().map(Vec::as_slice).unwrap_or(b"uwsgi"))));
+        let e = process::exec_self(&self.inst.argv, &env);
+        log(format!("execvp(): {e} [reload]"));
+        1
+    }
+}
+
+/// Tells systemd (or an emperor using `NOTIFY_SOCKET`) that we are ready.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let msg = b"STATUS=uWSGI is ready\nREADY=1\n";
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let _ = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(msg, &a))
+        }
+        None => sock.send_to(msg, &path),
+    };
+}
+
+/// `touch-reload` files: fire when an mtime changes or a file appears or
+/// disappears.
+struct Touch {
+    files: Vec<(String, Option<SystemTime>)>,
+}
+
+impl Touch {
+    fn stamp(path: &str) -> Option<SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    fn new(paths: &[String]) -> Touch {
+        let files = paths
+            .iter()
+            .map(|p| {
+                let s = Self::stamp(p);
+                if s.is_none() {
+                    log(format!("unable to stat() {p}, events will be triggered as soon as the file is created"));
+                }
+                (p.clone(), s)
+            })
+            .collect();
+        Touch { files }
+    }
+
+    fn fired(&mut self) -> bool {
+        let mut fired = false;
+        for (path, stamp) in &mut self.files {
+            let now = Self::stamp(path);
+            if now != *stamp {
+                log(format!("*** {path} has been touched... grace them all !!! ***"));
+                *stamp = now;
+                fired = true;
+            }
+        }
+        fired
+    }
+}

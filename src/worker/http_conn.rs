@@ -1,0 +1,230 @@
+//! A connection on an HTTP socket (`http-socket`): the worker parses HTTP
+//! itself and builds uWSGI's http-socket variables (spec §2.2, §4).
+//!
+//! Requests are served one after the other on the same connection while
+//! both sides allow it (HTTP/1.1 keep-alive; see [`super::reply`] for the
+//! response framing). Request bodies come with `Content-Length` or are
+//! de-chunked. A bad head or an untrustworthy body framing is answered
+//! with a 4xx/5xx and one log line, then the connection closes. An idle
+//! connection closes after `socket-timeout`.
+
+use std::time::{Instant, SystemTime};
+
+use super::body::{Body, Wire};
+use super::listener::Conn;
+use super::reply::{Proto, Reply, Who};
+use super::static_files::{self, Found};
+use super::{log, reqlog, Env, MAX_DRAIN};
+use crate::protocol::http::{
+    self, check_head, http_socket_vars, port_of_socket_name, BodyFraming, HeadError, HeadLimits,
+    HeadStatus, HttpSocketEnv, RequestHead,
+};
+use crate::python::Exchange;
+
+/// What reading a head gave.
+enum Next {
+    Head(RequestHead),
+    /// The client is gone or idle: close without a word.
+    Close,
+    /// A refused head: status and log line.
+    Refuse(u16, String),
+}
+
+fn read_head(wire: &mut Wire, limits: &HeadLimits, addr: &str) -> Next {
+    loop {
+        match check_head(wire.buffered(), limits) {
+            Ok(HeadStatus::Complete { head_len }) => {
+                let head = RequestHead::parse(&wire.buffered()[..head_len]);
+                wire.consume(head_len);
+                return Next::Head(head);
+            }
+            Ok(HeadStatus::Incomplete) => {
+                let partial = !wire.buffered().is_empty();
+                match wire.fill(limits.max_head_len) {
+                    Ok(0) | Err(_) if !partial => return Next::Close,
+                    Ok(0) => {
+                        log("uwsgi_proto_http_parser() -> client closed connection");
+                        return Next::Close;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log(&format!(
+                            "uwsgi_proto_http_parser(): {} reading the request head from {addr}",
+                            super::reply::strerror(&e)
+                        ));
+                        return Next::Close;
+                    }
+                }
+            }
+            Err(e @ HeadError::TooLarge { max }) => {
+                return Next::Refuse(
+                    e.status(),
+                    format!("invalid HTTP request size (max {max})...skip"),
+                )
+            }
+            Err(e) => {
+                return Next::Refuse(e.status(), format!("invalid HTTP request from {addr}: {e}"))
+            }
+        }
+    }
+}
+
+/// A complete error response, then the connection closes.
+fn refuse(wire: &mut Wire, status: u16) {
+    let reason = super::status::reason(status).unwrap_or("Bad Request");
+    let page = format!(
+        "HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{reason}",
+        reason.len()
+    );
+    let _ = std::io::Write::write_all(&mut wire.stream, page.as_bytes());
+    wire.stream.shutdown_write();
+}
+
+/// Sends a static file (or its 304) through `reply`.
+pub(crate) fn serve_static(reply: &mut Reply, mut found: Found, ims: Option<&[u8]>) {
+    if static_files::not_modified(&found, ims) {
+        let _ = reply.send_head(b"304 Not Modified", &[]);
+        return;
+    }
+    let headers = static_files::headers(&found);
+    if reply.send_head(b"200 OK", &headers).is_ok() {
+        let len = found.len;
+        let _ = reply.send_file(&mut found.file, len);
+    }
+}
+
+fn var<'a>(vars: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
+    vars.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// The vars block size uWSGI reports: 2+key+2+value per variable.
+fn packet_size(vars: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    vars.iter().map(|(k, v)| 4 + k.len() + v.len()).sum()
+}
+
+/// Serves requests on `conn` until it closes; `keep_going` says whether
+/// the worker still takes requests.
+pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) {
+    let peer = conn.peer;
+    let mut wire = Wire::new(conn.stream);
+    let limits = HeadLimits {
+        max_head_len: env.config.buffer_size.max(1),
+        max_headers: http::DEFAULT_MAX_HEADERS.min(env.config.max_vars * 2),
+    };
+    let server_port = port_of_socket_name(env.listener.name.as_bytes()).unwrap_or(b"80");
+    loop {
+        let head = match read_head(&mut wire, &limits, &peer) {
+            Next::Head(h) => h,
+            Next::Close => return,
+            Next::Refuse(status, line) => {
+                log(&line);
+                refuse(&mut wire, status);
+                return;
+            }
+        };
+        match serve_one(env, wire, head, &peer, server_port) {
+            Some(w) if keep_going() => wire = w,
+            _ => return,
+        }
+    }
+}
+
+/// One request; gives the connection back when it can carry another.
+fn serve_one(
+    env: &Env<'_>,
+    mut wire: Wire,
+    head: RequestHead,
+    peer: &str,
+    server_port: &[u8],
+) -> Option<Wire> {
+    let started = Instant::now();
+    let wall = SystemTime::now();
+    let framing = match http::body_framing(&head) {
+        Ok(f) => f,
+        Err(e) => {
+            log(&format!("invalid HTTP request from {peer}: {e}"));
+            refuse(&mut wire, e.status());
+            return None;
+        }
+    };
+    let body = match framing {
+        BodyFraming::None => Body::length(0),
+        BodyFraming::Length(n) => Body::length(n),
+        BodyFraming::Chunked => Body::chunked(),
+    };
+    let vars = http_socket_vars(
+        &head,
+        &HttpSocketEnv {
+            server_name: env.hostname.as_bytes(),
+            server_port: Some(server_port),
+            remote_addr: peer.as_bytes(),
+            script_name: !env.apps.manage_script_name(),
+            ..HttpSocketEnv::default()
+        },
+    );
+    let refs: Vec<(&[u8], &[u8])> = vars
+        .iter()
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .collect();
+    let proto = Proto::Http {
+        keep_alive: http::keep_alive(&head),
+        head: head.method == b"HEAD",
+        expect_continue: http::expects_continue(&head) && head.version == 1,
+    };
+    let who = Who {
+        method: String::from_utf8_lossy(&head.method).into_owned(),
+        uri: String::from_utf8_lossy(&head.target).into_owned(),
+        addr: peer.to_string(),
+    };
+    let mut reply = Reply::new(wire, body, proto, head.protocol.clone(), who);
+    env.request_started();
+    let path_info = var(&vars, b"PATH_INFO").unwrap_or_default();
+    let found = static_files::lookup(
+        &env.config.static_maps,
+        &env.config.check_static,
+        &head.method,
+        path_info,
+    );
+    let mut app = None;
+    let mut complete = true;
+    let reply = match found {
+        Some(found) => {
+            serve_static(&mut reply, found, head.header(b"if-modified-since"));
+            Some(reply)
+        }
+        None => {
+            let (outcome, back) = crate::python::handle(env.apps, &refs, env.config.threads, reply);
+            app = outcome.app_id.map(|id| (id, outcome.app_requests));
+            complete = outcome.complete;
+            back
+        }
+    };
+    let mut entry = reqlog::Entry {
+        pid: env.pid,
+        app,
+        remote_addr: peer.as_bytes(),
+        remote_user: b"",
+        vars: vars.len(),
+        vars_bytes: packet_size(&vars),
+        started: Some(wall),
+        method: &head.method,
+        uri: &head.target,
+        protocol: &head.protocol,
+        core: env.core,
+        ..reqlog::Entry::default()
+    };
+    let mut reply = reply?;
+    let reusable = complete && reply.finish();
+    entry.stats = reply.stats;
+    entry.total = env.request_done();
+    entry.elapsed = started.elapsed();
+    env.log_request(&entry);
+    if reusable && reply.skip_body(MAX_DRAIN) {
+        return Some(reply.wire);
+    }
+    reply.wire.stream.shutdown_write();
+    None
+}

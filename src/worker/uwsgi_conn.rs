@@ -1,0 +1,178 @@
+//! A connection on a uwsgi socket: one packet, one response, close
+//! (spec `routing-and-protocol.md` §1).
+//!
+//! The packet is checked as it arrives (`buffer-size`, `max-vars`); a bad
+//! one closes the connection with uWSGI's log line and nothing written.
+//! `modifier1` 0 goes to the WSGI app, any other value is refused with
+//! `-- unavailable modifier requested: N --`. The body is the rest of the
+//! stream up to `CONTENT_LENGTH`. The response is a raw HTTP response
+//! (status line with the request's `SERVER_PROTOCOL`, else `HTTP/1.0`).
+
+use std::time::{Instant, SystemTime};
+
+use super::body::{Body, Wire};
+use super::listener::Conn;
+use super::reply::{strerror, Proto, Reply, Who};
+use super::{log, reqlog, static_files, Env};
+use crate::protocol::uwsgi::{self, Limits, Packet, PacketError, Status, EMPTY_PYTHON_REQUEST_LOG};
+
+/// Why no request came out of the connection.
+enum ReadFailure {
+    /// Closed or timed out before a whole packet: `Some(line)` to log.
+    Gone(Option<String>),
+    Bad(PacketError),
+}
+
+/// Reads one packet; returns `(header + vars bytes)` copied out.
+fn read_packet(wire: &mut Wire, limits: &Limits) -> Result<Vec<u8>, ReadFailure> {
+    loop {
+        match uwsgi::check(wire.buffered(), limits) {
+            Ok(Status::Complete {
+                header_len,
+                vars_len,
+            }) => {
+                let packet = wire.buffered()[..header_len + vars_len].to_vec();
+                wire.consume(packet.len());
+                return Ok(packet);
+            }
+            Ok(Status::Incomplete { needed }) => {
+                let cap = wire.buffered().len() + needed;
+                match wire.fill(cap) {
+                    Ok(0) => return Err(ReadFailure::Gone(None)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(ReadFailure::Gone(Some(format!(
+                            "uwsgi_proto_uwsgi_parser(): {} [proto/uwsgi.c line 40]",
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) {
+                                "Resource temporarily unavailable".to_string()
+                            } else {
+                                strerror(&e)
+                            }
+                        ))))
+                    }
+                }
+            }
+            Err(e) => return Err(ReadFailure::Bad(e)),
+        }
+    }
+}
+
+/// The last value of `key` (uWSGI's `uwsgi_get_var`).
+fn var<'a>(vars: &[(&'a [u8], &'a [u8])], key: &[u8]) -> Option<&'a [u8]> {
+    vars.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
+    let started = Instant::now();
+    let wall = SystemTime::now();
+    let mut wire = Wire::new(conn.stream);
+    let limits = Limits {
+        buffer_size: env.config.buffer_size,
+        max_vars: env.config.max_vars,
+    };
+    let packet = match read_packet(&mut wire, &limits) {
+        Ok(p) => p,
+        Err(ReadFailure::Gone(line)) => {
+            if let Some(line) = line {
+                log(&line);
+            }
+            return;
+        }
+        Err(ReadFailure::Bad(e)) => {
+            log(&e.log_line());
+            if matches!(
+                e,
+                PacketError::NullKey { .. } | PacketError::TooManyVars { .. }
+            ) {
+                let total = env.request_done();
+                env.log_request(&reqlog::Entry {
+                    pid: env.pid,
+                    total,
+                    started: Some(wall),
+                    elapsed: started.elapsed(),
+                    core: env.core,
+                    ..reqlog::Entry::default()
+                });
+            }
+            return;
+        }
+    };
+    let parsed = Packet::parse(&packet);
+    if parsed.header.modifier1 != 0 {
+        log(&uwsgi::unavailable_modifier_log(parsed.header.modifier1));
+        return;
+    }
+    let vars: Vec<(&[u8], &[u8])> = parsed.vars().collect();
+    let first = |key: &[u8]| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let method = var(&vars, b"REQUEST_METHOD").unwrap_or_default();
+    let uri = var(&vars, b"REQUEST_URI").unwrap_or_default();
+    let protocol = var(&vars, b"SERVER_PROTOCOL").unwrap_or_default();
+    let remote_addr = first(b"REMOTE_ADDR").unwrap_or_default();
+    let mut entry = reqlog::Entry {
+        pid: env.pid,
+        remote_addr,
+        remote_user: var(&vars, b"REMOTE_USER").unwrap_or_default(),
+        vars: vars.len(),
+        vars_bytes: parsed.block.len(),
+        started: Some(wall),
+        method,
+        uri,
+        protocol,
+        core: env.core,
+        ..reqlog::Entry::default()
+    };
+    if parsed.block.is_empty() {
+        log(EMPTY_PYTHON_REQUEST_LOG);
+        entry.total = env.request_done();
+        entry.elapsed = started.elapsed();
+        env.log_request(&entry);
+        return;
+    }
+    let length = var(&vars, b"CONTENT_LENGTH").map_or(0, uwsgi::content_length);
+    let who = Who {
+        method: String::from_utf8_lossy(method).into_owned(),
+        uri: String::from_utf8_lossy(uri).into_owned(),
+        addr: String::from_utf8_lossy(remote_addr).into_owned(),
+    };
+    let mut reply = Reply::new(
+        wire,
+        Body::length(length),
+        Proto::Uwsgi,
+        protocol.to_vec(),
+        who,
+    );
+    env.request_started();
+    let path_info = var(&vars, b"PATH_INFO").unwrap_or_default();
+    let found = static_files::lookup(
+        &env.config.static_maps,
+        &env.config.check_static,
+        method,
+        path_info,
+    );
+    let reply = match found {
+        Some(found) => {
+            super::http_conn::serve_static(
+                &mut reply,
+                found,
+                var(&vars, b"HTTP_IF_MODIFIED_SINCE"),
+            );
+            Some(reply)
+        }
+        None => {
+            let (outcome, back) = crate::python::handle(env.apps, &vars, env.config.threads, reply);
+            entry.app = outcome.app_id.map(|id| (id, outcome.app_requests));
+            back
+        }
+    };
+    if let Some(mut reply) = reply {
+        reply.finish();
+        reply.wire.stream.shutdown_write();
+        entry.stats = reply.stats;
+    }
+    entry.total = env.request_done();
+    entry.elapsed = started.elapsed();
+    env.log_request(&entry);
+}
