@@ -3,6 +3,7 @@
 //! touch-reload, graceful reload by re-exec with the sockets kept open,
 //! and the shutdown flows, with uWSGI's log lines.
 
+mod emperor_link;
 mod signals;
 mod sockets;
 
@@ -15,7 +16,10 @@ use crate::config::Config;
 use crate::sys::process::{self, ExitKind, Forked};
 use crate::worker::{self, HarakiriSlot, Listener, WorkerContext, WorkerExit};
 use crate::{python, sys};
+use emperor_link::{Command, EmperorLink};
 use signals::{Event, Signals};
+
+use crate::protocol::emperor::FromVassal;
 
 /// Exit codes a worker uses, as the master reads them.
 pub mod exit_code {
@@ -69,18 +73,25 @@ struct Instance<'a> {
     python: PythonConfig,
     argv: Vec<Vec<u8>>,
     env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Set when an emperor started us.
+    emperor: Option<EmperorLink>,
 }
 
 /// Runs an instance that serves sockets; returns the exit status.
 pub fn run(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
+    let emperor = EmperorLink::from_env(env);
+    let mut master = config.master_config();
+    // A vassal always runs a master: the emperor talks to it.
+    master.master |= emperor.is_some();
     let inst = Instance {
         config,
-        master: config.master_config(),
+        master,
         sockets: config.socket_config(),
         worker: config.worker_config(),
         python: config.python_config(),
         argv: argv.to_vec(),
         env: env.to_vec(),
+        emperor,
     };
     match inst.start() {
         Ok(code) => code,
@@ -184,6 +195,11 @@ impl Supervisor<'_> {
             if reloading { "gracefully (RE)spawned" } else { "spawned" },
             process::getpid()
         ));
+        if let Some(link) = &self.inst.emperor {
+            if !reloading {
+                link.send(FromVassal::Spawned);
+            }
+        }
         let n = self.inst.master.processes;
         self.workers = (0..n).map(|_| None).collect();
         for id in 1..=n {
@@ -194,8 +210,26 @@ impl Supervisor<'_> {
         let mut phase = Phase::Running;
         let mut phase_since = Instant::now();
         loop {
-            let event = signals.wait(TICK);
+            let link_fd = self.inst.emperor.as_ref().map(EmperorLink::fd);
+            let (event, link_ready) = signals.wait(TICK, link_fd);
+            let command = match (&self.inst.emperor, link_ready) {
+                (Some(link), true) => link.read_command(),
+                _ => Command::Ignored,
+            };
+            if command == Command::Lost {
+                log("lost connection with my emperor !!!");
+                self.signal_workers(libc::SIGKILL);
+                std::thread::sleep(Duration::from_secs(2));
+                return Ok(1);
+            }
+            let event = match command {
+                Command::Stop => Some(Event::Shutdown),
+                Command::Reload => Some(Event::Reload),
+                Command::GracefulStop => Some(Event::GracefulStop),
+                _ => event,
+            };
             let next = match event {
+                Some(Event::GracefulStop) if phase != Phase::ShuttingDown => Some(self.begin_shutdown(true)),
                 Some(Event::Reload) if phase == Phase::Running => Some(self.begin_reload()),
                 Some(Event::Shutdown) if phase != Phase::ShuttingDown => Some(self.begin_shutdown(false)),
                 Some(Event::Term) if phase != Phase::ShuttingDown => Some(if self.inst.master.die_on_term {
@@ -239,7 +273,12 @@ impl Supervisor<'_> {
             self.respawns.push(Instant::now());
         }
         python::before_fork();
-        match process::fork().map_err(|e| format!("fork(): {e}"))? {
+        let mask = process::block_all_signals();
+        let forked = process::fork();
+        if !matches!(forked, Ok(Forked::Child)) {
+            process::restore_signals(&mask);
+        }
+        match forked.map_err(|e| format!("fork(): {e}"))? {
             Forked::Child => {
                 signals.forget();
                 process::set_parent_death_signal(libc::SIGKILL);
@@ -257,6 +296,11 @@ impl Supervisor<'_> {
                 }
                 self.slots[id - 1].store(0, Ordering::Relaxed);
                 self.workers[id - 1] = Some(Worker { pid, spawned: Instant::now(), stopping: None });
+                if id == 1 {
+                    if let Some(link) = &self.inst.emperor {
+                        link.send(FromVassal::Accepting);
+                    }
+                }
                 Ok(())
             }
         }
@@ -423,6 +467,9 @@ impl Supervisor<'_> {
             .unwrap_or(0);
         env.push((b"UWSGI_RELOADS".to_vec(), (reloads + 1).to_string().into_bytes()));
         env.push((sockets::INHERIT_ENV.as_bytes().to_vec(), sockets::describe_for_exec(&self.listeners).into_bytes()));
+        if let Some(link) = &self.inst.emperor {
+            process::keep_across_exec(link.fd());
+        }
         log(format!("running {}", String::from_utf8_lossy(self.inst.argv.first().map(Vec::as_slice).unwrap_or(b"uwsgi"))));
         let e = process::exec_self(&self.inst.argv, &env);
         log(format!("execvp(): {e} [reload]"));

@@ -1,7 +1,7 @@
 //! The master's signals: flags set by the handlers plus a self-pipe that
 //! wakes the loop (no threads, so forking stays safe).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub enum Event {
     Shutdown,
     /// SIGTERM: graceful shutdown, or a reload with `die-on-term = false`.
     Term,
+    /// The emperor's graceful stop (never a signal of its own).
+    GracefulStop,
 }
 
 pub struct Signals {
@@ -43,10 +45,15 @@ impl Signals {
         Ok(Signals { flags, ids, wake })
     }
 
-    /// Waits up to `timeout` for a signal; the most drastic pending one wins.
-    pub fn wait(&self, timeout: Duration) -> Option<Event> {
+    /// Waits up to `timeout` for a signal or for `extra` to become
+    /// readable; the most drastic pending signal wins.
+    pub fn wait(&self, timeout: Duration, extra: Option<RawFd>) -> (Option<Event>, bool) {
+        let mut extra_ready = false;
         if !self.pending() {
-            crate::sys::process::wait_readable(self.wake.as_raw_fd(), timeout.as_millis() as i32);
+            let mut fds = vec![self.wake.as_raw_fd()];
+            fds.extend(extra);
+            let ready = crate::sys::process::wait_readable_any(&fds, timeout.as_millis() as i32);
+            extra_ready = ready.get(1).copied().unwrap_or(false);
         }
         let mut buf = [0u8; 64];
         while let Ok(n) = (&self.wake).read_some(&mut buf) {
@@ -57,11 +64,11 @@ impl Signals {
         for wanted in [Event::Shutdown, Event::Term, Event::Reload] {
             for (event, flag) in &self.flags {
                 if *event == wanted && flag.swap(false, Ordering::SeqCst) {
-                    return Some(wanted);
+                    return (Some(wanted), extra_ready);
                 }
             }
         }
-        None
+        (None, extra_ready)
     }
 
     fn pending(&self) -> bool {

@@ -107,3 +107,48 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
     let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
     n > 0
 }
+
+/// Waits up to `timeout_ms` for any of `fds` to become readable (or hung
+/// up); returns which ones are.
+pub fn wait_readable_any(fds: &[std::os::fd::RawFd], timeout_ms: i32) -> Vec<bool> {
+    let mut polls: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs.
+    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_ms) };
+    if n <= 0 {
+        return vec![false; fds.len()];
+    }
+    polls.iter().map(|p| p.revents != 0).collect()
+}
+
+/// Blocks every catchable signal in the calling thread and returns the
+/// previous mask. Forking with signals blocked keeps a signal sent to a
+/// new child pending until the child has installed its own handlers.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: both sets are plain C structs initialised by sigfillset /
+    // written by pthread_sigmask before being read.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a mask saved by [`block_all_signals`].
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a mask obtained from pthread_sigmask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// Unblocks every signal (a forked child, once its handlers are in place).
+pub fn unblock_all_signals() {
+    // SAFETY: an empty set, initialised by sigemptyset.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}

@@ -85,6 +85,9 @@ impl Control {
                 waker.try_clone()?,
             )?);
         }
+        // The master forks us with signals blocked: a stop request sent
+        // before this point is pending and is delivered to our handlers now.
+        crate::sys::process::unblock_all_signals();
         Ok(Control {
             state,
             busy,
