@@ -1,0 +1,2 @@
+def application(env, sr):
+    return []

@@ -1,0 +1,4 @@
+: > afile
+mkdir adir
+ln -s afile alink
+ln -s nothere dangling

@@ -1,0 +1,2 @@
+ln -s real/app.ini link.ini
+ln -s real linkdir

@@ -1,0 +1,1 @@
+ln -s ../real/app.ini sub/link.ini

@@ -1,0 +1,1 @@
+mkdir c1 c2 c3

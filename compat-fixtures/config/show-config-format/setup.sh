@@ -1,0 +1,1 @@
+printf 'l1\nl2\n' > multi.txt

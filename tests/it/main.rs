@@ -1,0 +1,6 @@
+//! The one integration-test binary: it spawns our `uwsgi` binary
+//! (`env!("CARGO_BIN_EXE_uwsgi")`) in per-test temp dirs with a scrubbed
+//! environment. Shared helpers live in `util`; each other module is one area.
+
+mod compat;
+mod util;
