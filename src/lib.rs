@@ -7,11 +7,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod emperor;
 #[cfg(feature = "python")]
 pub mod master;
 pub mod protocol;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod router;
+pub mod routing;
 pub mod run;
 pub mod sys;
 #[cfg(feature = "python")]

@@ -66,8 +66,15 @@ pub fn run(inputs: Inputs) -> i32 {
         return 0;
     }
     if config.flag("show-config") {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let prefix = show::log_prefix(&config, |f| sys::local_strftime(f, now), || sys::ctime24(now));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let prefix = show::log_prefix(
+            &config,
+            |f| sys::local_strftime(f, now),
+            || sys::ctime24(now),
+        );
         let _ = err.write_all(&show::show_config(&config, &prefix));
     }
     let _ = err.flush();
@@ -123,15 +130,33 @@ fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
     if let Some(Some(dir)) = config.last("chdir") {
         let _ = writeln!(err, "chdir() to {}", String::from_utf8_lossy(dir));
         if let Err(e) = std::env::set_current_dir(std::ffi::OsStr::from_bytes(dir)) {
-            let _ = writeln!(err, "chdir(): {} [chdir = {}]", config::logic::strerror(&e), String::from_utf8_lossy(dir));
+            let _ = writeln!(
+                err,
+                "chdir(): {} [chdir = {}]",
+                config::logic::strerror(&e),
+                String::from_utf8_lossy(dir)
+            );
             return 1;
         }
     }
     if !RUNNABLE.iter().any(|k| config.last(k).is_some()) {
-        let _ = writeln!(err, "The -s/--socket option is missing and stdin is not a socket.");
+        let _ = writeln!(
+            err,
+            "The -s/--socket option is missing and stdin is not a socket."
+        );
         return 1;
     }
     drop(err);
+    let standalone_emperor = config.last("emperor").is_some()
+        && !config.master_config().master
+        && config.socket_config().sockets.is_empty()
+        && config.last("http").is_none();
+    if standalone_emperor {
+        let binary = std::env::current_exe()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .unwrap_or_default();
+        return crate::emperor::run(&crate::emperor::EmperorConfig::from_config(config, &binary));
+    }
     serve(config, argv, env)
 }
 

@@ -10,6 +10,7 @@ pub mod ini;
 pub mod logic;
 pub mod man;
 pub mod model;
+pub mod model_router;
 pub mod options;
 pub mod placeholders;
 pub mod resolve;

@@ -24,7 +24,11 @@ pub fn show_config(config: &Config, prefix: &[u8]) -> Vec<u8> {
 
 /// What `log-date`/`logdate`/`log-prefix` put before each log line: a
 /// strftime format, or the ctime date for a bare flag or true/1/on/yes.
-pub fn log_prefix(config: &Config, strftime: impl Fn(&[u8]) -> Vec<u8>, ctime: impl Fn() -> Vec<u8>) -> Vec<u8> {
+pub fn log_prefix(
+    config: &Config,
+    strftime: impl Fn(&[u8]) -> Vec<u8>,
+    ctime: impl Fn() -> Vec<u8>,
+) -> Vec<u8> {
     let Some(value) = config
         .applied
         .iter()
@@ -35,7 +39,13 @@ pub fn log_prefix(config: &Config, strftime: impl Fn(&[u8]) -> Vec<u8>, ctime: i
         return Vec::new();
     };
     let mut out = match value {
-        Some(v) if !["true", "1", "on", "yes"].iter().any(|t| v.eq_ignore_ascii_case(t.as_bytes())) => strftime(&v),
+        Some(v)
+            if !["true", "1", "on", "yes"]
+                .iter()
+                .any(|t| v.eq_ignore_ascii_case(t.as_bytes())) =>
+        {
+            strftime(&v)
+        }
         _ => ctime(),
     };
     out.extend_from_slice(b" - ");

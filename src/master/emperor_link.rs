@@ -62,7 +62,10 @@ impl EmperorLink {
                 }
             }
             Ok(_) => Command::Lost,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 Command::Ignored
             }
             Err(e) => {

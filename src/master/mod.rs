@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::model::{MasterConfig, PythonConfig, SocketConfig, WorkerConfig};
+use crate::config::model_router::RouterConfig;
 use crate::config::Config;
+use crate::emperor::EmperorConfig;
 use crate::sys::process::{self, ExitKind, Forked};
 use crate::worker::{self, HarakiriSlot, Listener, WorkerContext, WorkerExit};
 use crate::{python, sys};
 use emperor_link::{Command, EmperorLink};
 use signals::{Event, Signals};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::protocol::emperor::FromVassal;
 
@@ -43,7 +46,10 @@ fn log(line: impl AsRef<str>) {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -115,12 +121,46 @@ impl Instance<'_> {
                     .map_err(|e| format!("open(\"{pidfile}\"): {e} [pidfile]"))?;
             }
         }
-        let listeners = sockets::open(&self.sockets, &self.env)?;
+        let mut inherited = sockets::Inherited::from_env(&self.env);
+        let mut router = self.router_setup(&mut inherited)?;
+        let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
+        let listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
+        if let Some((cfg, _)) = router.as_mut() {
+            cfg.local_socket = listeners.first().map(|l| l.name.clone());
+        }
+        let emperor = self.emperor_setup();
+        // Auxiliary processes start before Python, while we are single-threaded.
+        let mut aux = Vec::new();
+        if let Some((cfg, fds)) = &router {
+            aux.push(spawn_aux(AuxKind::Http, cfg, fds, emperor.as_ref(), None)?);
+        }
+        if let Some(e) = &emperor {
+            aux.push(spawn_aux(
+                AuxKind::Emperor,
+                &RouterConfig::default(),
+                &[],
+                Some(e),
+                None,
+            )?);
+        }
+        if listeners.is_empty() {
+            // Only auxiliary processes (an emperor inside a master).
+            let mut sup = Supervisor::new(self, listeners, None, &[], router, emperor, aux);
+            return sup.supervise();
+        }
         let opt: Vec<(String, String)> = self
             .config
             .entries
             .iter()
-            .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), e.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_else(|| "true".into())))
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.key).into_owned(),
+                    e.value
+                        .as_deref()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_else(|| "true".into()),
+                )
+            })
             .collect();
         python::init(&self.python, &opt)?;
         let apps = if self.master.lazy_apps {
@@ -138,17 +178,63 @@ impl Instance<'_> {
                 }
             }
         };
-        let slots = sys::shm::shared_u64s(self.master.processes.max(1)).map_err(|e| format!("mmap(): {e}"))?;
+        let slots = sys::shm::shared_u64s(self.master.processes.max(1))
+            .map_err(|e| format!("mmap(): {e}"))?;
         if !self.master.master {
             return Ok(self.single(&listeners, apps.as_ref(), &slots[0]));
         }
-        let mut sup = Supervisor { inst: self, listeners, apps, slots, workers: Vec::new(), respawns: Vec::new() };
+        let mut sup = Supervisor::new(self, listeners, apps, slots, router, emperor, aux);
         sup.supervise()
     }
 
+    /// Binds (or inherits) the `http =` listeners and reads the router's
+    /// configuration, when the instance has a router.
+    fn router_setup(
+        &self,
+        inherited: &mut sockets::Inherited,
+    ) -> Result<Option<(RouterConfig, Vec<OwnedFd>)>, String> {
+        if self.config.last("http").is_none() && self.config.last("httprouter").is_none() {
+            return Ok(None);
+        }
+        let cfg = self.config.router_config().map_err(|e| e.to_string())?;
+        let mut fds = Vec::new();
+        for addr in &cfg.http {
+            let fd = match inherited.take(&sockets::router_key(addr)) {
+                Some(fd) => fd,
+                None => {
+                    let b = sys::socket::bind(addr, cfg.listen)?;
+                    log(format!(
+                        "uWSGI http bound on {addr} fd {}",
+                        b.fd.as_raw_fd()
+                    ));
+                    b.fd
+                }
+            };
+            fds.push(fd);
+        }
+        Ok(Some((cfg, fds)))
+    }
+
+    fn emperor_setup(&self) -> Option<EmperorConfig> {
+        self.config.last("emperor")?;
+        let binary = std::env::current_exe()
+            .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+            .unwrap_or_default();
+        Some(EmperorConfig::from_config(self.config, &binary))
+    }
+
     /// No master: this process is the only worker.
-    fn single(&self, listeners: &[Listener], apps: Option<&python::Apps>, slot: &'static AtomicU64) -> i32 {
-        log(format!("spawned uWSGI worker 1 (and the only) (pid: {}, cores: {})", process::getpid(), self.worker.threads));
+    fn single(
+        &self,
+        listeners: &[Listener],
+        apps: Option<&python::Apps>,
+        slot: &'static AtomicU64,
+    ) -> i32 {
+        log(format!(
+            "spawned uWSGI worker 1 (and the only) (pid: {}, cores: {})",
+            process::getpid(),
+            self.worker.threads
+        ));
         log("*** WARNING: you are running uWSGI without its master process manager ***");
         python::set_worker_id(1, 1);
         let loaded;
@@ -167,7 +253,13 @@ impl Instance<'_> {
         };
         notify_ready();
         let harakiri = HarakiriSlot::new(slot);
-        let ctx = WorkerContext { id: 1, listeners, config: &self.worker, apps, harakiri: Some(&harakiri) };
+        let ctx = WorkerContext {
+            id: 1,
+            listeners,
+            config: &self.worker,
+            apps,
+            harakiri: Some(&harakiri),
+        };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
             _ => 0,
@@ -184,15 +276,58 @@ struct Supervisor<'a> {
     workers: Vec<Option<Worker>>,
     /// Recent respawn instants (fork-bomb protection).
     respawns: Vec<Instant>,
+    router: Option<(RouterConfig, Vec<OwnedFd>)>,
+    emperor: Option<EmperorConfig>,
+    aux: Vec<Aux>,
 }
 
-impl Supervisor<'_> {
+impl<'a> Supervisor<'a> {
+    fn new(
+        inst: &'a Instance<'a>,
+        listeners: Vec<Listener>,
+        apps: Option<python::Apps>,
+        slots: &'static [AtomicU64],
+        router: Option<(RouterConfig, Vec<OwnedFd>)>,
+        emperor: Option<EmperorConfig>,
+        aux: Vec<Aux>,
+    ) -> Self {
+        Supervisor {
+            inst,
+            listeners,
+            apps,
+            slots,
+            workers: Vec::new(),
+            respawns: Vec::new(),
+            router,
+            emperor,
+            aux,
+        }
+    }
+
+    fn respawn_aux(&mut self, kind: AuxKind, signals: &Signals) -> Result<(), String> {
+        let default = RouterConfig::default();
+        let (cfg, fds) = match &self.router {
+            Some((c, f)) => (c, f.as_slice()),
+            None => (&default, &[][..]),
+        };
+        let a = spawn_aux(kind, cfg, fds, self.emperor.as_ref(), Some(signals))?;
+        self.aux.push(a);
+        Ok(())
+    }
+
+    fn everything_gone(&self) -> bool {
+        self.workers.iter().all(Option::is_none) && self.aux.is_empty()
+    }
     fn supervise(&mut self) -> Result<i32, String> {
         let signals = Signals::install().map_err(|e| format!("signal setup: {e}"))?;
         let reloading = self.inst.is_reload();
         log(format!(
             "{} uWSGI master process (pid: {})",
-            if reloading { "gracefully (RE)spawned" } else { "spawned" },
+            if reloading {
+                "gracefully (RE)spawned"
+            } else {
+                "spawned"
+            },
             process::getpid()
         ));
         if let Some(link) = &self.inst.emperor {
@@ -200,7 +335,12 @@ impl Supervisor<'_> {
                 link.send(FromVassal::Spawned);
             }
         }
-        let n = self.inst.master.processes;
+        // No sockets (an emperor-only master): nothing for workers to serve.
+        let n = if self.listeners.is_empty() {
+            0
+        } else {
+            self.inst.master.processes
+        };
         self.workers = (0..n).map(|_| None).collect();
         for id in 1..=n {
             self.spawn(id, &signals, false)?;
@@ -229,14 +369,20 @@ impl Supervisor<'_> {
                 _ => event,
             };
             let next = match event {
-                Some(Event::GracefulStop) if phase != Phase::ShuttingDown => Some(self.begin_shutdown(true)),
+                Some(Event::GracefulStop) if phase != Phase::ShuttingDown => {
+                    Some(self.begin_shutdown(true))
+                }
                 Some(Event::Reload) if phase == Phase::Running => Some(self.begin_reload()),
-                Some(Event::Shutdown) if phase != Phase::ShuttingDown => Some(self.begin_shutdown(false)),
-                Some(Event::Term) if phase != Phase::ShuttingDown => Some(if self.inst.master.die_on_term {
-                    self.begin_shutdown(true)
-                } else {
-                    self.begin_brutal_reload()
-                }),
+                Some(Event::Shutdown) if phase != Phase::ShuttingDown => {
+                    Some(self.begin_shutdown(false))
+                }
+                Some(Event::Term) if phase != Phase::ShuttingDown => {
+                    Some(if self.inst.master.die_on_term {
+                        self.begin_shutdown(true)
+                    } else {
+                        self.begin_brutal_reload()
+                    })
+                }
                 _ => None,
             };
             if let Some(p) = next {
@@ -251,7 +397,7 @@ impl Supervisor<'_> {
             }
             if phase != Phase::Running {
                 self.enforce_mercy();
-                if self.workers.iter().all(Option::is_none) {
+                if self.everything_gone() {
                     return Ok(match phase {
                         Phase::Reloading => self.reexec(),
                         _ => self.goodbye(),
@@ -292,10 +438,17 @@ impl Supervisor<'_> {
                 if respawn {
                     log(format!("Respawned uWSGI worker {id} (new pid: {pid})"));
                 } else {
-                    log(format!("spawned uWSGI worker {id} (pid: {pid}, cores: {})", self.inst.worker.threads));
+                    log(format!(
+                        "spawned uWSGI worker {id} (pid: {pid}, cores: {})",
+                        self.inst.worker.threads
+                    ));
                 }
                 self.slots[id - 1].store(0, Ordering::Relaxed);
-                self.workers[id - 1] = Some(Worker { pid, spawned: Instant::now(), stopping: None });
+                self.workers[id - 1] = Some(Worker {
+                    pid,
+                    spawned: Instant::now(),
+                    stopping: None,
+                });
                 if id == 1 {
                     if let Some(link) = &self.inst.emperor {
                         link.send(FromVassal::Accepting);
@@ -322,7 +475,13 @@ impl Supervisor<'_> {
             },
         };
         let harakiri = HarakiriSlot::new(&self.slots[id - 1]);
-        let ctx = WorkerContext { id, listeners: &self.listeners, config: &self.inst.worker, apps, harakiri: Some(&harakiri) };
+        let ctx = WorkerContext {
+            id,
+            listeners: &self.listeners,
+            config: &self.inst.worker,
+            apps,
+            harakiri: Some(&harakiri),
+        };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
             WorkerExit::Graceful | WorkerExit::Recycled => exit_code::GRACEFUL,
@@ -330,17 +489,36 @@ impl Supervisor<'_> {
     }
 
     fn id_of(&self, pid: libc::pid_t) -> Option<usize> {
-        self.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)).map(|i| i + 1)
+        self.workers
+            .iter()
+            .position(|w| w.as_ref().is_some_and(|w| w.pid == pid))
+            .map(|i| i + 1)
     }
 
     fn reap(&mut self, phase: Phase, signals: &Signals) -> Result<(), String> {
         while let Some((pid, how)) = process::reap() {
+            if let Some(pos) = self.aux.iter().position(|a| a.pid == pid) {
+                let a = self.aux.remove(pos);
+                if phase == Phase::Running {
+                    log(format!(
+                        "{} (pid: {pid}) died ({how:?}), respawning it",
+                        a.kind.name()
+                    ));
+                    self.respawn_aux(a.kind, signals)?;
+                }
+                continue;
+            }
             let Some(id) = self.id_of(pid) else { continue };
-            let Some(w) = self.workers[id - 1].take() else { continue };
+            let Some(w) = self.workers[id - 1].take() else {
+                continue;
+            };
             self.slots[id - 1].store(0, Ordering::Relaxed);
             if let Some(since) = w.stopping {
                 if phase != Phase::Running {
-                    log(format!("worker {id} buried after {} seconds", since.elapsed().as_secs().max(1)));
+                    log(format!(
+                        "worker {id} buried after {} seconds",
+                        since.elapsed().as_secs().max(1)
+                    ));
                     continue;
                 }
             }
@@ -370,13 +548,28 @@ impl Supervisor<'_> {
             w.stopping = Some(Instant::now());
             process::kill(w.pid, sig);
         }
+        // The router drains its connections and the emperor stops its
+        // vassals on SIGINT; a hard kill stays a hard kill.
+        let aux_sig = if sig == libc::SIGKILL {
+            libc::SIGKILL
+        } else {
+            libc::SIGINT
+        };
+        for a in &mut self.aux {
+            a.stopping.get_or_insert_with(Instant::now);
+            process::kill(a.pid, aux_sig);
+        }
     }
 
     fn begin_reload(&mut self) -> Phase {
         log("...gracefully killing workers...");
         for (i, w) in self.workers.iter().enumerate() {
             if let Some(w) = w {
-                log(format!("Gracefully killing worker {} (pid: {})...", i + 1, w.pid));
+                log(format!(
+                    "Gracefully killing worker {} (pid: {})...",
+                    i + 1,
+                    w.pid
+                ));
             }
         }
         self.signal_workers(libc::SIGHUP);
@@ -401,10 +594,24 @@ impl Supervisor<'_> {
     }
 
     fn enforce_mercy(&mut self) {
+        for a in &self.aux {
+            if a.stopping.is_some_and(|t| t.elapsed() > WORKER_MERCY) {
+                log(format!(
+                    "{} (pid: {}) is taking too much time to die...NO MERCY !!!",
+                    a.kind.name(),
+                    a.pid
+                ));
+                process::kill(a.pid, libc::SIGKILL);
+            }
+        }
         for (i, w) in self.workers.iter().enumerate() {
             if let Some(w) = w {
                 if w.stopping.is_some_and(|t| t.elapsed() > WORKER_MERCY) {
-                    log(format!("worker {} (pid: {}) is taking too much time to die...NO MERCY !!!", i + 1, w.pid));
+                    log(format!(
+                        "worker {} (pid: {}) is taking too much time to die...NO MERCY !!!",
+                        i + 1,
+                        w.pid
+                    ));
                     process::kill(w.pid, libc::SIGKILL);
                 }
             }
@@ -421,7 +628,11 @@ impl Supervisor<'_> {
             let Some(w) = w else { continue };
             let started = self.slots[i].load(Ordering::Relaxed);
             if started != 0 && now > started + limit {
-                log(format!("*** HARAKIRI ON WORKER {} (pid: {}, try: 1) ***", i + 1, w.pid));
+                log(format!(
+                    "*** HARAKIRI ON WORKER {} (pid: {}, try: 1) ***",
+                    i + 1,
+                    w.pid
+                ));
                 process::kill(w.pid, libc::SIGKILL);
                 self.slots[i].store(0, Ordering::Relaxed);
             }
@@ -456,8 +667,13 @@ impl Supervisor<'_> {
     /// sockets stay open across the exec, so no connection is refused.
     fn reexec(&self) -> i32 {
         log("binary reloading uWSGI...");
-        let mut env: Vec<(Vec<u8>, Vec<u8>)> =
-            self.inst.env.iter().filter(|(k, _)| k != b"UWSGI_RELOADS" && k != sockets::INHERIT_ENV.as_bytes()).cloned().collect();
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> = self
+            .inst
+            .env
+            .iter()
+            .filter(|(k, _)| k != b"UWSGI_RELOADS" && k != sockets::INHERIT_ENV.as_bytes())
+            .cloned()
+            .collect();
         let reloads = self
             .inst
             .env
@@ -465,12 +681,46 @@ impl Supervisor<'_> {
             .find(|(k, _)| k == b"UWSGI_RELOADS")
             .map(|(_, v)| crate::config::placeholders::atoi(v))
             .unwrap_or(0);
-        env.push((b"UWSGI_RELOADS".to_vec(), (reloads + 1).to_string().into_bytes()));
-        env.push((sockets::INHERIT_ENV.as_bytes().to_vec(), sockets::describe_for_exec(&self.listeners).into_bytes()));
+        env.push((
+            b"UWSGI_RELOADS".to_vec(),
+            (reloads + 1).to_string().into_bytes(),
+        ));
+        let router_names: Vec<String> = self
+            .router
+            .as_ref()
+            .map(|(cfg, _)| cfg.http.iter().map(|a| sockets::router_key(a)).collect())
+            .unwrap_or_default();
+        let router_fds = self
+            .router
+            .as_ref()
+            .map(|(_, fds)| fds.as_slice())
+            .unwrap_or_default();
+        let kept = self
+            .listeners
+            .iter()
+            .map(|l| (&l.fd, l.name.as_str()))
+            .chain(
+                router_fds
+                    .iter()
+                    .zip(router_names.iter().map(String::as_str)),
+            );
+        env.push((
+            sockets::INHERIT_ENV.as_bytes().to_vec(),
+            sockets::describe_for_exec(kept).into_bytes(),
+        ));
         if let Some(link) = &self.inst.emperor {
             process::keep_across_exec(link.fd());
         }
-        log(format!("running {}", String::from_utf8_lossy(self.inst.argv.first().map(Vec::as_slice).unwrap_or(b"uwsgi"))));
+        log(format!(
+            "running {}",
+            String::from_utf8_lossy(
+                self.inst
+                    .argv
+                    .first()
+                    .map(Vec::as_slice)
+                    .unwrap_or(b"uwsgi")
+            )
+        ));
         let e = process::exec_self(&self.inst.argv, &env);
         log(format!("execvp(): {e} [reload]"));
         1
@@ -479,14 +729,19 @@ impl Supervisor<'_> {
 
 /// Tells systemd (or an emperor using `NOTIFY_SOCKET`) that we are ready.
 fn notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let msg = b"STATUS=uWSGI is ready\nREADY=1\n";
     let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
     let _ = match bytes.strip_prefix(b"@") {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(msg, &a))
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(msg, &a))
         }
         None => sock.send_to(msg, &path),
     };
@@ -522,11 +777,84 @@ impl Touch {
         for (path, stamp) in &mut self.files {
             let now = Self::stamp(path);
             if now != *stamp {
-                log(format!("*** {path} has been touched... grace them all !!! ***"));
+                log(format!(
+                    "*** {path} has been touched... grace them all !!! ***"
+                ));
                 *stamp = now;
                 fired = true;
             }
         }
         fired
+    }
+}
+
+/// A process the master runs besides its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuxKind {
+    /// The HTTP router gateway.
+    Http,
+    /// An emperor inside this master.
+    Emperor,
+}
+
+impl AuxKind {
+    fn name(self) -> &'static str {
+        match self {
+            AuxKind::Http => "uWSGI http 1",
+            AuxKind::Emperor => "uWSGI Emperor",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Aux {
+    kind: AuxKind,
+    pid: libc::pid_t,
+    stopping: Option<Instant>,
+}
+
+/// Forks an auxiliary process; the child runs the role and exits.
+/// `master_signals` are the master's handlers, dropped in the child.
+fn spawn_aux(
+    kind: AuxKind,
+    router: &RouterConfig,
+    fds: &[OwnedFd],
+    emperor: Option<&EmperorConfig>,
+    master_signals: Option<&Signals>,
+) -> Result<Aux, String> {
+    let mask = process::block_all_signals();
+    match process::fork() {
+        Err(e) => {
+            process::restore_signals(&mask);
+            Err(format!("fork(): {e} [{}]", kind.name()))
+        }
+        Ok(Forked::Parent(pid)) => {
+            process::restore_signals(&mask);
+            log(format!("spawned {} (pid: {pid})", kind.name()));
+            Ok(Aux {
+                kind,
+                pid,
+                stopping: None,
+            })
+        }
+        Ok(Forked::Child) => {
+            if let Some(s) = master_signals {
+                s.forget();
+            }
+            process::set_parent_death_signal(libc::SIGKILL);
+            let code = match kind {
+                AuxKind::Http => {
+                    let owned: Vec<OwnedFd> =
+                        fds.iter().filter_map(|f| f.try_clone().ok()).collect();
+                    process::unblock_all_signals();
+                    crate::router::run(router, owned)
+                }
+                AuxKind::Emperor => {
+                    process::unblock_all_signals();
+                    emperor.map(crate::emperor::run).unwrap_or(1)
+                }
+            };
+            std::process::exit(code);
+        }
     }
 }

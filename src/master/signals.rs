@@ -36,10 +36,18 @@ impl Signals {
         write.set_nonblocking(true)?;
         let mut flags = Vec::new();
         let mut ids = Vec::new();
-        for (sig, event) in [(SIGHUP, Event::Reload), (SIGINT, Event::Shutdown), (SIGQUIT, Event::Shutdown), (SIGTERM, Event::Term)] {
+        for (sig, event) in [
+            (SIGHUP, Event::Reload),
+            (SIGINT, Event::Shutdown),
+            (SIGQUIT, Event::Shutdown),
+            (SIGTERM, Event::Term),
+        ] {
             let flag = Arc::new(AtomicBool::new(false));
             ids.push(signal_hook::flag::register(sig, flag.clone())?);
-            ids.push(signal_hook::low_level::pipe::register(sig, write.try_clone()?)?);
+            ids.push(signal_hook::low_level::pipe::register(
+                sig,
+                write.try_clone()?,
+            )?);
             flags.push((event, flag));
         }
         Ok(Signals { flags, ids, wake })

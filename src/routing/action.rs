@@ -58,19 +58,35 @@ pub enum Action {
     /// `continue:` / `last:`.
     Continue,
     /// `break:` — with 3 or more bytes, a status line to send.
-    Break { status: Option<Vec<u8>> },
+    Break {
+        status: Option<Vec<u8>>,
+    },
     /// `return:NNN` / `break-with-status:NNN`.
-    Return { status: Vec<u8> },
+    Return {
+        status: Vec<u8>,
+    },
     /// `goto:LABEL` — `number` is the argument's `atoi`, used when no label
     /// has the (substituted) name.
-    Goto { label: Vec<u8>, number: usize },
+    Goto {
+        label: Vec<u8>,
+        number: usize,
+    },
     Log(Vec<u8>),
     DoNotLog,
     /// `donotoffload:` (no offloading in ruwsgi: nothing to do).
     DoNotOffload,
-    LogVar { key: Vec<u8>, value: Vec<u8> },
-    AddVar { key: Vec<u8>, value: Vec<u8> },
-    Set { var: SetVar, value: Vec<u8> },
+    LogVar {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    AddVar {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Set {
+        var: SetVar,
+        value: Vec<u8>,
+    },
     FixPathInfo,
     SetModifier1(u8),
     SetModifier2(u8),
@@ -79,7 +95,10 @@ pub enum Action {
     /// `clearheaders:` / `resetheaders:` with the new status line.
     ClearHeaders(Vec<u8>),
     DisableHeaders,
-    Send { text: Vec<u8>, crlf: bool },
+    Send {
+        text: Vec<u8>,
+        crlf: bool,
+    },
     Chdir(Vec<u8>),
     /// `uwsgi:ADDR,M1,M2[,APPID]` (and `proxyuwsgi:`); `addr` empty is the
     /// modifier-only form that keeps the request local.
@@ -95,9 +114,18 @@ pub enum Action {
         host: Option<Vec<u8>>,
         uri: Option<Vec<u8>>,
     },
-    Redirect { url: Vec<u8>, permanent: bool },
-    Rewrite { target: Vec<u8>, last: bool },
-    Static { path: Vec<u8>, next: bool },
+    Redirect {
+        url: Vec<u8>,
+        permanent: bool,
+    },
+    Rewrite {
+        target: Vec<u8>,
+        last: bool,
+    },
+    Static {
+        path: Vec<u8>,
+        next: bool,
+    },
     BasicAuth {
         realm: Vec<u8>,
         credentials: Credentials,
@@ -128,14 +156,65 @@ pub enum ActionError {
 /// Actions of uWSGI 2.0.21 (core and the router plugins) that ruwsgi
 /// does not implement.
 const UNSUPPORTED: &[&str] = &[
-    "signal", "setprocname", "alarm", "harakiri", "+", "-", "*", "/", "flush", "fixcl",
-    "forcecl", "file", "file-next", "sendfile", "sendfile-next", "fastfile", "fastfile-next",
-    "cache", "cache-continue", "cachestore", "cache-store", "cachevar", "cacheset", "cacheinc",
-    "cachedec", "cachemul", "cachediv", "proxyhttp", "httpdumb", "httpconnect",
-    "proxyhttpconnect", "gzip", "chunked", "template", "toupper", "xattr", "rpc", "rpcnext",
-    "rpcret", "rpcblob", "rpcvar", "rpcraw", "memcached", "memcachedstore", "redis",
-    "redisstore", "spnego", "ldapauth", "radius", "hash", "metric", "metricinc", "metricdec",
-    "metricmul", "metricdiv", "offload", "xslt", "ssi", "lua",
+    "signal",
+    "setprocname",
+    "alarm",
+    "harakiri",
+    "+",
+    "-",
+    "*",
+    "/",
+    "flush",
+    "fixcl",
+    "forcecl",
+    "file",
+    "file-next",
+    "sendfile",
+    "sendfile-next",
+    "fastfile",
+    "fastfile-next",
+    "cache",
+    "cache-continue",
+    "cachestore",
+    "cache-store",
+    "cachevar",
+    "cacheset",
+    "cacheinc",
+    "cachedec",
+    "cachemul",
+    "cachediv",
+    "proxyhttp",
+    "httpdumb",
+    "httpconnect",
+    "proxyhttpconnect",
+    "gzip",
+    "chunked",
+    "template",
+    "toupper",
+    "xattr",
+    "rpc",
+    "rpcnext",
+    "rpcret",
+    "rpcblob",
+    "rpcvar",
+    "rpcraw",
+    "memcached",
+    "memcachedstore",
+    "redis",
+    "redisstore",
+    "spnego",
+    "ldapauth",
+    "radius",
+    "hash",
+    "metric",
+    "metricinc",
+    "metricdec",
+    "metricmul",
+    "metricdiv",
+    "offload",
+    "xslt",
+    "ssi",
+    "lua",
 ];
 
 /// Parses `name:args` (the colon is required).
@@ -147,7 +226,12 @@ pub fn parse(text: &[u8]) -> Result<Action, ActionError> {
     let name = &text[..colon];
     let arg = &text[colon + 1..];
     let owned = arg.to_vec();
-    let set = |var| Ok(Action::Set { var, value: arg.to_vec() });
+    let set = |var| {
+        Ok(Action::Set {
+            var,
+            value: arg.to_vec(),
+        })
+    };
     match name {
         b"continue" | b"last" => Ok(Action::Continue),
         b"break" => Ok(Action::Break {
@@ -162,8 +246,9 @@ pub fn parse(text: &[u8]) -> Result<Action, ActionError> {
         b"donotlog" => Ok(Action::DoNotLog),
         b"donotoffload" => Ok(Action::DoNotOffload),
         b"logvar" => {
-            let (key, value) = split_eq(arg)
-                .ok_or_else(|| ActionError::Syntax("invalid logvar syntax, must be key=value".into()))?;
+            let (key, value) = split_eq(arg).ok_or_else(|| {
+                ActionError::Syntax("invalid logvar syntax, must be key=value".into())
+            })?;
             Ok(Action::LogVar { key, value })
         }
         b"addvar" => {
@@ -190,17 +275,41 @@ pub fn parse(text: &[u8]) -> Result<Action, ActionError> {
         b"delheader" | b"remheader" => Ok(Action::DelHeader(owned)),
         b"clearheaders" | b"resetheaders" => Ok(Action::ClearHeaders(owned)),
         b"disableheaders" => Ok(Action::DisableHeaders),
-        b"send" => Ok(Action::Send { text: owned, crlf: false }),
-        b"send-crnl" => Ok(Action::Send { text: owned, crlf: true }),
+        b"send" => Ok(Action::Send {
+            text: owned,
+            crlf: false,
+        }),
+        b"send-crnl" => Ok(Action::Send {
+            text: owned,
+            crlf: true,
+        }),
         b"chdir" => Ok(Action::Chdir(owned)),
         b"uwsgi" | b"proxyuwsgi" => parse_uwsgi(arg),
         b"http" => parse_http(arg),
-        b"redirect" | b"redirect-302" => Ok(Action::Redirect { url: owned, permanent: false }),
-        b"redirect-permanent" | b"redirect-301" => Ok(Action::Redirect { url: owned, permanent: true }),
-        b"rewrite" => Ok(Action::Rewrite { target: owned, last: false }),
-        b"rewrite-last" => Ok(Action::Rewrite { target: owned, last: true }),
-        b"static" => Ok(Action::Static { path: owned, next: false }),
-        b"static-next" => Ok(Action::Static { path: owned, next: true }),
+        b"redirect" | b"redirect-302" => Ok(Action::Redirect {
+            url: owned,
+            permanent: false,
+        }),
+        b"redirect-permanent" | b"redirect-301" => Ok(Action::Redirect {
+            url: owned,
+            permanent: true,
+        }),
+        b"rewrite" => Ok(Action::Rewrite {
+            target: owned,
+            last: false,
+        }),
+        b"rewrite-last" => Ok(Action::Rewrite {
+            target: owned,
+            last: true,
+        }),
+        b"static" => Ok(Action::Static {
+            path: owned,
+            next: false,
+        }),
+        b"static-next" => Ok(Action::Static {
+            path: owned,
+            next: true,
+        }),
         b"basicauth" => parse_basicauth(arg, false),
         b"basicauth-next" => parse_basicauth(arg, true),
         b"setvar" => Err(ActionError::SetVar),
@@ -242,7 +351,9 @@ fn parse_http(arg: &[u8]) -> Result<Action, ActionError> {
     let mut parts = arg.splitn(3, |&b| b == b',');
     let addr = parts.next().unwrap_or_default().to_vec();
     if addr.is_empty() {
-        return Err(ActionError::Syntax("invalid route syntax: http: needs an address".into()));
+        return Err(ActionError::Syntax(
+            "invalid route syntax: http: needs an address".into(),
+        ));
     }
     Ok(Action::Http {
         addr,
@@ -254,7 +365,10 @@ fn parse_http(arg: &[u8]) -> Result<Action, ActionError> {
 /// `REALM,USER:PASS` or `REALM,FILE` (no colon after the comma).
 fn parse_basicauth(arg: &[u8], next: bool) -> Result<Action, ActionError> {
     let comma = arg.iter().position(|&b| b == b',').ok_or_else(|| {
-        ActionError::Syntax(format!("invalid route syntax: {}", String::from_utf8_lossy(arg)))
+        ActionError::Syntax(format!(
+            "invalid route syntax: {}",
+            String::from_utf8_lossy(arg)
+        ))
     })?;
     let rest = &arg[comma + 1..];
     let credentials = if rest.contains(&b':') {
@@ -280,7 +394,9 @@ pub(crate) fn atoi(s: &[u8]) -> i64 {
     let n = digits
         .iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0i64, |n, d| n.saturating_mul(10).saturating_add(i64::from(d - b'0')));
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
     if neg {
         -n
     } else {
@@ -297,51 +413,154 @@ mod tests {
         let cases: &[(&str, &[u8], Result<Action, ActionError>)] = &[
             ("last", b"last:", Ok(Action::Continue)),
             ("break empty", b"break:", Ok(Action::Break { status: None })),
-            ("break short", b"break:40", Ok(Action::Break { status: None })),
-            ("break status", b"break:404 Not Found", Ok(Action::Break { status: Some(b"404 Not Found".to_vec()) })),
-            ("goto number", b"goto:3", Ok(Action::Goto { label: b"3".to_vec(), number: 3 })),
-            ("goto label", b"goto:lbl", Ok(Action::Goto { label: b"lbl".to_vec(), number: 0 })),
-            ("addheader keeps colons", b"addheader:X-S: a b", Ok(Action::AddHeader(b"X-S: a b".to_vec()))),
+            (
+                "break short",
+                b"break:40",
+                Ok(Action::Break { status: None }),
+            ),
+            (
+                "break status",
+                b"break:404 Not Found",
+                Ok(Action::Break {
+                    status: Some(b"404 Not Found".to_vec()),
+                }),
+            ),
+            (
+                "goto number",
+                b"goto:3",
+                Ok(Action::Goto {
+                    label: b"3".to_vec(),
+                    number: 3,
+                }),
+            ),
+            (
+                "goto label",
+                b"goto:lbl",
+                Ok(Action::Goto {
+                    label: b"lbl".to_vec(),
+                    number: 0,
+                }),
+            ),
+            (
+                "addheader keeps colons",
+                b"addheader:X-S: a b",
+                Ok(Action::AddHeader(b"X-S: a b".to_vec())),
+            ),
             (
                 "uwsgi remote",
                 b"uwsgi:/tmp/uwsgi_$1.sock,5,7,myapp",
-                Ok(Action::Uwsgi { addr: b"/tmp/uwsgi_$1.sock".to_vec(), modifier1: 5, modifier2: 7, appid: Some(b"myapp".to_vec()) }),
+                Ok(Action::Uwsgi {
+                    addr: b"/tmp/uwsgi_$1.sock".to_vec(),
+                    modifier1: 5,
+                    modifier2: 7,
+                    appid: Some(b"myapp".to_vec()),
+                }),
             ),
             (
                 "uwsgi local",
                 b"uwsgi:,0,0,appx",
-                Ok(Action::Uwsgi { addr: vec![], modifier1: 0, modifier2: 0, appid: Some(b"appx".to_vec()) }),
+                Ok(Action::Uwsgi {
+                    addr: vec![],
+                    modifier1: 0,
+                    modifier2: 0,
+                    appid: Some(b"appx".to_vec()),
+                }),
             ),
             (
                 "uwsgi tcp",
                 b"uwsgi:127.0.0.1:3031,0,0",
-                Ok(Action::Uwsgi { addr: b"127.0.0.1:3031".to_vec(), modifier1: 0, modifier2: 0, appid: None }),
+                Ok(Action::Uwsgi {
+                    addr: b"127.0.0.1:3031".to_vec(),
+                    modifier1: 0,
+                    modifier2: 0,
+                    appid: None,
+                }),
             ),
-            ("uwsgi one comma", b"uwsgi:127.0.0.1:3031,0", Err(ActionError::Syntax("invalid route syntax: 127.0.0.1:3031,0".into()))),
+            (
+                "uwsgi one comma",
+                b"uwsgi:127.0.0.1:3031,0",
+                Err(ActionError::Syntax(
+                    "invalid route syntax: 127.0.0.1:3031,0".into(),
+                )),
+            ),
             (
                 "http",
                 b"http:127.0.0.1:9000,backend.example,/r/$1",
-                Ok(Action::Http { addr: b"127.0.0.1:9000".to_vec(), host: Some(b"backend.example".to_vec()), uri: Some(b"/r/$1".to_vec()) }),
+                Ok(Action::Http {
+                    addr: b"127.0.0.1:9000".to_vec(),
+                    host: Some(b"backend.example".to_vec()),
+                    uri: Some(b"/r/$1".to_vec()),
+                }),
             ),
-            ("redirect 301", b"redirect-301:http://x/", Ok(Action::Redirect { url: b"http://x/".to_vec(), permanent: true })),
-            ("rewrite-last", b"rewrite-last:/a", Ok(Action::Rewrite { target: b"/a".to_vec(), last: true })),
-            ("addvar", b"addvar:FOO=bar$1", Ok(Action::AddVar { key: b"FOO".to_vec(), value: b"bar$1".to_vec() })),
-            ("addvar without =", b"addvar:FOO", Err(ActionError::Syntax("[uwsgi-route] invalid addvar syntax, must be KEY=VAL".into()))),
-            ("setmethod", b"setmethod:PUT", Ok(Action::Set { var: SetVar::Method, value: b"PUT".to_vec() })),
+            (
+                "redirect 301",
+                b"redirect-301:http://x/",
+                Ok(Action::Redirect {
+                    url: b"http://x/".to_vec(),
+                    permanent: true,
+                }),
+            ),
+            (
+                "rewrite-last",
+                b"rewrite-last:/a",
+                Ok(Action::Rewrite {
+                    target: b"/a".to_vec(),
+                    last: true,
+                }),
+            ),
+            (
+                "addvar",
+                b"addvar:FOO=bar$1",
+                Ok(Action::AddVar {
+                    key: b"FOO".to_vec(),
+                    value: b"bar$1".to_vec(),
+                }),
+            ),
+            (
+                "addvar without =",
+                b"addvar:FOO",
+                Err(ActionError::Syntax(
+                    "[uwsgi-route] invalid addvar syntax, must be KEY=VAL".into(),
+                )),
+            ),
+            (
+                "setmethod",
+                b"setmethod:PUT",
+                Ok(Action::Set {
+                    var: SetVar::Method,
+                    value: b"PUT".to_vec(),
+                }),
+            ),
             (
                 "basicauth pair",
                 b"basicauth:My Realm,user:pass",
-                Ok(Action::BasicAuth { realm: b"My Realm".to_vec(), credentials: Credentials::Pair(b"user:pass".to_vec()), next: false }),
+                Ok(Action::BasicAuth {
+                    realm: b"My Realm".to_vec(),
+                    credentials: Credentials::Pair(b"user:pass".to_vec()),
+                    next: false,
+                }),
             ),
             (
                 "basicauth file",
                 b"basicauth-next:R,/etc/htpasswd",
-                Ok(Action::BasicAuth { realm: b"R".to_vec(), credentials: Credentials::File(b"/etc/htpasswd".to_vec()), next: true }),
+                Ok(Action::BasicAuth {
+                    realm: b"R".to_vec(),
+                    credentials: Credentials::File(b"/etc/htpasswd".to_vec()),
+                    next: true,
+                }),
             ),
             ("no colon", b"last", Err(ActionError::NoColon)),
             ("setvar", b"setvar:A=1", Err(ActionError::SetVar)),
-            ("unsupported", b"cache:key=x", Err(ActionError::Unsupported("cache".into()))),
-            ("unknown", b"frobnicate:x", Err(ActionError::Unknown("frobnicate".into()))),
+            (
+                "unsupported",
+                b"cache:key=x",
+                Err(ActionError::Unsupported("cache".into())),
+            ),
+            (
+                "unknown",
+                b"frobnicate:x",
+                Err(ActionError::Unknown("frobnicate".into())),
+            ),
         ];
         for (name, text, expected) in cases {
             assert_eq!(&parse(text), expected, "{name}");

@@ -7,6 +7,7 @@
 use super::vars::{base64, base64_decode};
 
 /// The user name the `Authorization` value authenticates, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Authenticated as this user.
     User(Vec<u8>),
@@ -63,7 +64,13 @@ fn decode_basic(authorization: &[u8]) -> Option<Vec<u8>> {
 
 /// SHA-1 (FIPS 180-4), only for `{SHA}` htpasswd entries.
 pub fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut msg = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -135,19 +142,35 @@ mod tests {
 
     #[test]
     fn pairs_and_files() {
-        assert_eq!(user(check_pair(b"Basic dXNlcjpwYXNz", b"user:pass")), Some(b"user".to_vec()));
-        assert_eq!(user(check_pair(b"Basic dXNlcjp3cm9uZw==", b"user:pass")), None);
+        assert_eq!(
+            user(check_pair(b"Basic dXNlcjpwYXNz", b"user:pass")),
+            Some(b"user".to_vec())
+        );
+        assert_eq!(
+            user(check_pair(b"Basic dXNlcjp3cm9uZw==", b"user:pass")),
+            None
+        );
         assert_eq!(user(check_pair(b"Bearer dXNlcjpwYXNz", b"user:pass")), None);
         assert_eq!(user(check_pair(b"Basic", b"user:pass")), None);
         let dir = std::env::temp_dir().join(format!("ruwsgi-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("htpasswd");
         // `user:pass` with htpasswd -s.
-        std::fs::write(&file, "other:{SHA}x\nuser:{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=\n").unwrap();
+        std::fs::write(
+            &file,
+            "other:{SHA}x\nuser:{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=\n",
+        )
+        .unwrap();
         let path = file.to_str().unwrap().as_bytes();
-        assert_eq!(user(check_file(b"Basic dXNlcjpwYXNz", path)), Some(b"user".to_vec()));
+        assert_eq!(
+            user(check_file(b"Basic dXNlcjpwYXNz", path)),
+            Some(b"user".to_vec())
+        );
         assert_eq!(user(check_file(b"Basic dXNlcjp3cm9uZw==", path)), None);
-        assert_eq!(user(check_file(b"Basic dXNlcjpwYXNz", b"/nonexistent")), None);
+        assert_eq!(
+            user(check_file(b"Basic dXNlcjpwYXNz", b"/nonexistent")),
+            None
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

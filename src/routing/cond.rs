@@ -195,9 +195,13 @@ fn file_test(kind: CondKind, path: &[u8]) -> bool {
         CondKind::Exists => path.exists(),
         CondKind::IsFile => path.is_file(),
         CondKind::IsDir => path.is_dir(),
-        CondKind::IsLink => path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()),
+        CondKind::IsLink => path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink()),
         // Any execute bit (uWSGI asks access(X_OK) for its own user).
-        CondKind::IsExec => path.metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0),
+        CondKind::IsExec => path
+            .metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o111 != 0),
         _ => false,
     }
 }
@@ -262,19 +266,74 @@ mod tests {
         let src = Overlay::new(&base, &ctx);
         let cases: &[(&str, &str, &[u8], CondResult)] = &[
             ("equal", "equal", b"${REQUEST_METHOD};GET", CondResult::True),
-            ("not equal", "eq", b"${REQUEST_METHOD};PUT", CondResult::False),
-            ("no semicolon", "equal", b"${REQUEST_METHOD}", CondResult::False),
-            ("empty missing", "empty", b"${HTTP_X_MISSING}", CondResult::True),
+            (
+                "not equal",
+                "eq",
+                b"${REQUEST_METHOD};PUT",
+                CondResult::False,
+            ),
+            (
+                "no semicolon",
+                "equal",
+                b"${REQUEST_METHOD}",
+                CondResult::False,
+            ),
+            (
+                "empty missing",
+                "empty",
+                b"${HTTP_X_MISSING}",
+                CondResult::True,
+            ),
             ("empty present", "empty", b"${HTTP_HOST}", CondResult::False),
-            ("higher", "ishigher", b"${CONTENT_LENGTH};5", CondResult::True),
-            ("higher equal", ">=", b"${CONTENT_LENGTH};6", CondResult::True),
+            (
+                "higher",
+                "ishigher",
+                b"${CONTENT_LENGTH};5",
+                CondResult::True,
+            ),
+            (
+                "higher equal",
+                ">=",
+                b"${CONTENT_LENGTH};6",
+                CondResult::True,
+            ),
             ("lower", "<", b"${CONTENT_LENGTH};6", CondResult::False),
-            ("endswith", "endswith", b"${PATH_INFO};.php", CondResult::True),
-            ("startswith", "startswith", b"${PATH_INFO};/y", CondResult::False),
-            ("contains", "contains", b"${HTTP_HOST};cond", CondResult::True),
-            ("ipv4in", "ipv4in", b"${REMOTE_ADDR};127.0.0.0/8", CondResult::True),
-            ("ipv4 outside", "ipv4in", b"${REMOTE_ADDR};10.0.0.0/8", CondResult::False),
-            ("ipv4 too long", "ipv4in", b"1234567890123456;10.0.0.0/8", CondResult::Error),
+            (
+                "endswith",
+                "endswith",
+                b"${PATH_INFO};.php",
+                CondResult::True,
+            ),
+            (
+                "startswith",
+                "startswith",
+                b"${PATH_INFO};/y",
+                CondResult::False,
+            ),
+            (
+                "contains",
+                "contains",
+                b"${HTTP_HOST};cond",
+                CondResult::True,
+            ),
+            (
+                "ipv4in",
+                "ipv4in",
+                b"${REMOTE_ADDR};127.0.0.0/8",
+                CondResult::True,
+            ),
+            (
+                "ipv4 outside",
+                "ipv4in",
+                b"${REMOTE_ADDR};10.0.0.0/8",
+                CondResult::False,
+            ),
+            (
+                "ipv4 too long",
+                "ipv4in",
+                b"1234567890123456;10.0.0.0/8",
+                CondResult::Error,
+            ),
             ("ipv6in", "ipv6in", b"::1;::/64", CondResult::True),
             ("isfile", "isfile", b"/nonexistent/file", CondResult::False),
             ("isdir", "isdir", b"/", CondResult::True),
@@ -282,7 +341,10 @@ mod tests {
                 "regexp",
                 "regexp",
                 b"${HTTP_HOST};^(\\w+)\\.cond\\.org$",
-                CondResult::Matched { subject: b"abc.cond.org".to_vec(), groups: vec![Some(0..12), Some(0..3)] },
+                CondResult::Matched {
+                    subject: b"abc.cond.org".to_vec(),
+                    groups: vec![Some(0..12), Some(0..3)],
+                },
             ),
             ("regexp miss", "re", b"${HTTP_HOST};^x", CondResult::False),
         ];

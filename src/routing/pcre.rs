@@ -144,7 +144,7 @@ impl Translator<'_> {
             let high = parts.next();
             !low.is_empty()
                 && low.iter().all(u8::is_ascii_digit)
-                && high.map_or(true, |h| h.iter().all(u8::is_ascii_digit))
+                && high.is_none_or(|h| h.iter().all(u8::is_ascii_digit))
         });
         match (is_quantifier, body) {
             (true, Some(body)) => {
@@ -185,7 +185,9 @@ impl Translator<'_> {
             (Some(b'|'), _) => self.refuse("branch reset group"),
             (Some(b'('), _) => self.refuse("conditional group"),
             (Some(b'C'), _) => self.refuse("callout"),
-            (Some(b'R' | b'&' | b'+' | b'0'..=b'9'), _) => self.refuse("recursion or subroutine call"),
+            (Some(b'R' | b'&' | b'+' | b'0'..=b'9'), _) => {
+                self.refuse("recursion or subroutine call")
+            }
             (Some(b'-'), Some(b'0'..=b'9')) => self.refuse("recursion or subroutine call"),
             (Some(b'P'), Some(b'=')) => self.refuse("backreference"),
             (Some(b'P'), Some(b'>')) => self.refuse("recursion or subroutine call"),
@@ -217,8 +219,17 @@ impl Translator<'_> {
         self.i += 2;
         match c {
             b'1'..=b'9' if !in_class => {
-                self.i -= 2;
-                self.refuse("backreference")
+                // PCRE: a number below 10 (or up to the groups opened so
+                // far) is a backreference; a longer one reads as octal.
+                let digits = self.p[self.i - 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if digits < 2 || !(b'0'..=b'7').contains(&c) {
+                    self.i -= 2;
+                    return self.refuse("backreference");
+                }
+                self.octal(c)
             }
             b'g' | b'k' if !in_class => {
                 self.i -= 2;
@@ -228,24 +239,7 @@ impl Translator<'_> {
                 self.i -= 2;
                 self.refuse("unsupported escape")
             }
-            b'0'..=b'7' => {
-                // Octal: up to three digits in all (`\0`, `\012`, in a class `\12`).
-                let mut value = u32::from(c - b'0');
-                let mut digits = 1;
-                while digits < 3 {
-                    match self.peek(0) {
-                        Some(d @ b'0'..=b'7') => {
-                            value = value * 8 + u32::from(d - b'0');
-                            self.i += 1;
-                            digits += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                let byte = u8::try_from(value).unwrap_or(0xff);
-                self.out.push_str(&format!("\\x{byte:02X}"));
-                Ok(())
-            }
+            b'0'..=b'7' => self.octal(c),
             b'x' => self.hex_escape(),
             b'e' => {
                 self.out.push_str("\\x1B");
@@ -290,6 +284,25 @@ impl Translator<'_> {
         }
     }
 
+    /// Octal after `\`: up to three digits in all (`\0`, `\012`, `\101`).
+    fn octal(&mut self, first: u8) -> Result<(), PatternError> {
+        let mut value = u32::from(first - b'0');
+        let mut digits = 1;
+        while digits < 3 {
+            match self.peek(0) {
+                Some(d @ b'0'..=b'7') => {
+                    value = value * 8 + u32::from(d - b'0');
+                    self.i += 1;
+                    digits += 1;
+                }
+                _ => break,
+            }
+        }
+        let byte = u8::try_from(value).unwrap_or(0xff);
+        self.out.push_str(&format!("\\x{byte:02X}"));
+        Ok(())
+    }
+
     /// `\xHH`, `\xH`, `\x` and `\x{HH}`; PCRE without UTF-8 caps at 0xFF.
     fn hex_escape(&mut self) -> Result<(), PatternError> {
         let value = if self.peek(0) == Some(b'{') {
@@ -315,9 +328,8 @@ impl Translator<'_> {
             }
             value
         };
-        let byte = u8::try_from(value).map_err(|_| {
-            PatternError::Syntax("character value in \\x{} is too large".into())
-        })?;
+        let byte = u8::try_from(value)
+            .map_err(|_| PatternError::Syntax("character value in \\x{} is too large".into()))?;
         self.out.push_str(&format!("\\x{byte:02X}"));
         Ok(())
     }
@@ -375,7 +387,8 @@ impl Translator<'_> {
                         self.i += 1;
                         continue;
                     };
-                    self.out.push_str(&String::from_utf8_lossy(&rest[..end + 2]));
+                    self.out
+                        .push_str(&String::from_utf8_lossy(&rest[..end + 2]));
                     self.i += end + 2;
                 }
                 b'-' if self.out.ends_with('-') => {
@@ -408,10 +421,20 @@ mod tests {
             ("inline (?i)", b"(?i)^/ci/abc", b"/ci/ABC", Some(b"/ci/ABC")),
             ("anchored end", b"^/anch$", b"/anch/", None),
             ("ascii \\w", b"^\\w+$", "café".as_bytes(), None),
-            ("ascii \\w ok", b"^[-\\w]+\\.example\\.com$", b"alpha.example.com", Some(b"alpha.example.com")),
+            (
+                "ascii \\w ok",
+                b"^[-\\w]+\\.example\\.com$",
+                b"alpha.example.com",
+                Some(b"alpha.example.com"),
+            ),
             ("host with port", b"^h\\.example$", b"h.example:8080", None),
             ("dot any byte", b"^a.b$", b"a\xffb", Some(b"a\xffb")),
-            ("non-ascii literal", "^/café$".as_bytes(), "/café".as_bytes(), Some("/café".as_bytes())),
+            (
+                "non-ascii literal",
+                "^/café$".as_bytes(),
+                "/café".as_bytes(),
+                Some("/café".as_bytes()),
+            ),
             ("byte escape", b"^\\xe9$", b"\xe9", Some(b"\xe9")),
             ("braced byte escape", b"^\\x{e9}$", b"\xe9", Some(b"\xe9")),
             ("literal brace", b"^a{b}$", b"a{b}", Some(b"a{b}")),

@@ -178,7 +178,9 @@ impl Response {
 /// Whether the raw header line `line` (`Name: value`) is called `name`.
 pub fn header_named(line: &[u8], name: &[u8]) -> bool {
     let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
-    line[..colon].trim_ascii().eq_ignore_ascii_case(name.trim_ascii())
+    line[..colon]
+        .trim_ascii()
+        .eq_ignore_ascii_case(name.trim_ascii())
 }
 
 #[cfg(test)]
@@ -214,7 +216,10 @@ mod tests {
             HeaderOp::Add(b"X-A: 1".to_vec()),
             HeaderOp::Remove(b"location".to_vec()),
         ];
-        assert_eq!(r.render(b"", &ops), b"HTTP/1.0 302 Found\r\n\r\nMoved");
+        assert_eq!(
+            r.render(b"", &ops),
+            b"HTTP/1.0 302 Found\r\nX-A: 1\r\n\r\nMoved"
+        );
         let ops = [HeaderOp::Clear(b"200".to_vec())];
         assert_eq!(r.render(b"HTTP/1.1", &ops), b"HTTP/1.1 200 OK\r\n\r\nMoved");
         assert!(!r.is_self_delimited());

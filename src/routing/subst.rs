@@ -151,7 +151,11 @@ mod tests {
 
     impl Source for Fake {
         fn var(&self, name: &[u8]) -> Option<&[u8]> {
-            self.0.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v)
+            self.0
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
         }
         fn function(&self, func: &[u8], arg: &[u8]) -> Option<Option<Vec<u8>>> {
             (func == b"up").then(|| self.var(arg).map(|v| v.to_ascii_uppercase()))
@@ -181,14 +185,24 @@ mod tests {
         // (name, template, captures, expected)
         let cases: &[(&str, &[u8], Option<&Captures<'_>>, &[u8])] = &[
             ("plain", b"abc", Some(&caps), b"abc"),
-            ("groups", b"[$1][$2][$0]", Some(&caps), b"[ab][cd][/sub/ab/cd]"),
+            (
+                "groups",
+                b"[$1][$2][$0]",
+                Some(&caps),
+                b"[ab][cd][/sub/ab/cd]",
+            ),
             ("unmatched group", b"[$3]", Some(&caps), b"[]"),
             ("group beyond pattern", b"[$9]", Some(&caps), b"[]"),
             ("ten is one then zero", b"$10", Some(&caps), b"ab0"),
             ("dollar non digit", b"$x", Some(&caps), b"$x"),
             ("double dollar", b"$$", Some(&caps), b"$$"),
             ("final lone dollar", b"a$", Some(&caps), b"a"),
-            ("$0 without groups", b"[$0]", Some(&no_groups), b"[/sub/ab/cd]"),
+            (
+                "$0 without groups",
+                b"[$0]",
+                Some(&no_groups),
+                b"[/sub/ab/cd]",
+            ),
             ("no pattern", b"[$1][$0]", Some(&Captures::NONE), b"[][]"),
             ("operand keeps $1", b"$1", None, b"$1"),
             ("var", b"${HTTP_HOST}", None, b"h.example"),
@@ -199,7 +213,12 @@ mod tests {
             ("unterminated", b"[${unterminated", None, b"[${unterminated"),
             ("dollar brace at end", b"a${", None, b"a${"),
             ("escaped var stays", b"$${X}", Some(&caps), b"$${X}"),
-            ("capture then var", b"${$9HTTP_HOST}", Some(&caps), b"h.example"),
+            (
+                "capture then var",
+                b"${$9HTTP_HOST}",
+                Some(&caps),
+                b"h.example",
+            ),
             ("trailing dollar pass 2", b"a$", None, b"a$"),
         ];
         for (name, template, captures, expected) in cases {

@@ -81,9 +81,7 @@ impl<'a> Overlay<'a> {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.added
-            .get_var(key)
-            .or_else(|| self.base.get_var(key))
+        self.added.get_var(key).or_else(|| self.base.get_var(key))
     }
 
     pub fn push(&mut self, key: &[u8], value: Vec<u8>) {
@@ -157,7 +155,9 @@ fn uwsgi_var(ctx: &Context, key: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn time_var(key: &[u8]) -> Option<Vec<u8>> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     match key {
         b"unix" => Some(now.as_secs().to_string().into_bytes()),
         b"micros" => Some(now.as_micros().to_string().into_bytes()),
@@ -222,7 +222,11 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 pub fn base64(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -238,7 +242,10 @@ pub fn base64(data: &[u8]) -> Vec<u8> {
 /// Standard base64 decoding; `None` on a byte outside the alphabet.
 /// Padding is optional; whitespace is not allowed.
 pub fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let text = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
+    let text = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
     let mut acc = 0u32;
     let mut bits = 0;
@@ -269,13 +276,27 @@ fn uuid4() -> Vec<u8> {
     let mut b = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
     if read.is_err() {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         b = nanos.to_le_bytes();
     }
     b[6] = b[6] & 0x0f | 0x40;
     b[8] = b[8] & 0x3f | 0x80;
     let h = hex(&b).to_ascii_lowercase();
-    [&h[0..8], b"-", &h[8..12], b"-", &h[12..16], b"-", &h[16..20], b"-", &h[20..32]].concat()
+    [
+        &h[0..8],
+        b"-",
+        &h[8..12],
+        b"-",
+        &h[12..16],
+        b"-",
+        &h[16..20],
+        b"-",
+        &h[20..32],
+    ]
+    .concat()
 }
 
 #[cfg(test)]
@@ -313,7 +334,10 @@ mod tests {
         assert_eq!(base64(b"f"), b"Zg==");
         assert_eq!(base64(b"fo"), b"Zm8=");
         assert_eq!(base64(b"user:pass"), b"dXNlcjpwYXNz");
-        assert_eq!(base64_decode(b"dXNlcjpwYXNz").as_deref(), Some(&b"user:pass"[..]));
+        assert_eq!(
+            base64_decode(b"dXNlcjpwYXNz").as_deref(),
+            Some(&b"user:pass"[..])
+        );
         assert_eq!(base64_decode(b"Zg==").as_deref(), Some(&b"f"[..]));
         assert_eq!(base64_decode(b"Z!=="), None);
         assert_eq!(hex(b"\x01\xab"), b"01AB");

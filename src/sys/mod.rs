@@ -1,6 +1,7 @@
 //! Operating-system helpers: processes, sockets, shared memory, signals,
 //! exec. This is where `unsafe` lives.
 
+pub mod inotify;
 pub mod process;
 pub mod shm;
 pub mod socket;
@@ -60,7 +61,9 @@ pub fn exec_shell(command: &[u8]) -> std::io::Error {
 
 /// `strftime` in local time (log prefixes); at most 63 bytes as uWSGI.
 pub fn local_strftime(fmt: &[u8], secs: i64) -> Vec<u8> {
-    let Ok(cfmt) = std::ffi::CString::new(fmt.to_vec()) else { return Vec::new() };
+    let Ok(cfmt) = std::ffi::CString::new(fmt.to_vec()) else {
+        return Vec::new();
+    };
     let t: libc::time_t = secs as libc::time_t;
     // SAFETY: `tm` is a plain C struct, fully written by localtime_r before
     // use; strftime writes at most `buf.len()` bytes into `buf`.

@@ -85,7 +85,10 @@ pub fn exec_self(argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> std::io::Error
     }
     cmd.args(argv.iter().skip(1).map(|a| OsStr::from_bytes(a)));
     cmd.env_clear();
-    cmd.envs(env.iter().map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))));
+    cmd.envs(
+        env.iter()
+            .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+    );
     cmd.exec()
 }
 
@@ -102,7 +105,11 @@ pub fn keep_across_exec(fd: std::os::fd::RawFd) {
 
 /// Waits up to `timeout_ms` for `fd` to become readable.
 pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd on the stack, count 1.
     let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
     n > 0
@@ -111,7 +118,14 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> bool {
 /// Waits up to `timeout_ms` for any of `fds` to become readable (or hung
 /// up); returns which ones are.
 pub fn wait_readable_any(fds: &[std::os::fd::RawFd], timeout_ms: i32) -> Vec<bool> {
-    let mut polls: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs.
     let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_ms) };
     if n <= 0 {

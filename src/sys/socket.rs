@@ -49,9 +49,12 @@ fn tcp_addrs(name: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
     let (host, port) = name.rsplit_once(':').unwrap_or(("", name));
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid port in {name}")))?;
+    let port: u16 = port.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("invalid port in {name}"),
+        )
+    })?;
     Ok((host, port).to_socket_addrs()?.collect())
 }
 
@@ -70,7 +73,10 @@ pub fn bind(name: &str, backlog: i32) -> Result<Bound, String> {
             // SAFETY: the user named this descriptor as an inherited
             // listening socket; we take ownership of it from here on.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
-            Bound { fd, family: "inherited" }
+            Bound {
+                fd,
+                family: "inherited",
+            }
         }
         Address::Fd(_) => return Err(format!("invalid fd:// socket name [socket {name}]")),
         Address::UnixPath(path) => {
@@ -79,17 +85,26 @@ pub fn bind(name: &str, backlog: i32) -> Result<Bound, String> {
             }
             let _ = std::fs::remove_file(&path);
             let l = UnixListener::bind(&path).map_err(|e| err("bind", e))?;
-            Bound { fd: l.into(), family: "UNIX" }
+            Bound {
+                fd: l.into(),
+                family: "UNIX",
+            }
         }
         Address::Abstract(n) => {
             let addr = UnixAddr::from_abstract_name(n.as_bytes()).map_err(|e| err("bind", e))?;
             let l = UnixListener::bind_addr(&addr).map_err(|e| err("bind", e))?;
-            Bound { fd: l.into(), family: "UNIX" }
+            Bound {
+                fd: l.into(),
+                family: "UNIX",
+            }
         }
         Address::Tcp(t) => {
             let addrs = tcp_addrs(&t).map_err(|e| err("getaddrinfo", e))?;
             let l = std::net::TcpListener::bind(&addrs[..]).map_err(|e| err("bind", e))?;
-            Bound { fd: l.into(), family: "TCP" }
+            Bound {
+                fd: l.into(),
+                family: "TCP",
+            }
         }
     };
     set_backlog(&bound.fd, backlog).map_err(|e| err("listen", e))?;
@@ -110,7 +125,8 @@ pub fn local_name(fd: &OwnedFd) -> Option<String> {
     if let Some(p) = a.as_pathname() {
         return Some(p.to_string_lossy().into_owned());
     }
-    a.as_abstract_name().map(|n| format!("@{}", String::from_utf8_lossy(n)))
+    a.as_abstract_name()
+        .map(|n| format!("@{}", String::from_utf8_lossy(n)))
 }
 
 fn unsafe_borrow_tcp(fd: i32) -> std::net::TcpListener {
@@ -136,10 +152,16 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(parse("/tmp/a.sock"), Address::UnixPath("/tmp/a.sock".into()));
+        assert_eq!(
+            parse("/tmp/a.sock"),
+            Address::UnixPath("/tmp/a.sock".into())
+        );
         assert_eq!(parse("@abs"), Address::Abstract("abs".into()));
         assert_eq!(parse(":8080"), Address::Tcp(":8080".into()));
-        assert_eq!(parse("127.0.0.1:3031"), Address::Tcp("127.0.0.1:3031".into()));
+        assert_eq!(
+            parse("127.0.0.1:3031"),
+            Address::Tcp("127.0.0.1:3031".into())
+        );
         assert_eq!(parse("[::1]:80"), Address::Tcp("[::1]:80".into()));
         assert_eq!(parse("fd://3"), Address::Fd(3));
     }

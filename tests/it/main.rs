@@ -3,4 +3,8 @@
 //! environment. Shared helpers live in `util`; each other module is one area.
 
 mod compat;
+mod emperor;
+mod router;
+mod server;
 mod util;
+mod wsgi;

@@ -1,0 +1,183 @@
+//! Responses the router makes itself: those of routing actions
+//! (`redirect`, `return`, `break:NNN`, `basicauth`), rendered with uWSGI's
+//! exact bytes, and `static:` files (`200` with `Content-Length` and
+//! `Last-Modified`, `304` when `If-Modified-Since` repeats it), streamed
+//! from disk with backpressure.
+//!
+//! A generated response without a length (a redirect's `Moved`) is
+//! delimited by closing the connection, as the bytes are uWSGI's.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::UNIX_EPOCH;
+
+use super::conn::response_ops;
+use super::io::Outbox;
+use super::{Request, Shared};
+use crate::routing::vars::http_date;
+use crate::routing::{Response, VarLookup};
+
+/// Bytes read from a file per step.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// Content types for common extensions (uWSGI sends one only when a MIME
+/// table is loaded; a short built-in table is more useful).
+const MIME: &[(&str, &str)] = &[
+    ("html", "text/html"),
+    ("htm", "text/html"),
+    ("css", "text/css"),
+    ("js", "application/javascript"),
+    ("json", "application/json"),
+    ("txt", "text/plain"),
+    ("xml", "application/xml"),
+    ("svg", "image/svg+xml"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("ico", "image/x-icon"),
+    ("webp", "image/webp"),
+    ("pdf", "application/pdf"),
+    ("woff", "font/woff"),
+    ("woff2", "font/woff2"),
+];
+
+/// A response being written from the router itself.
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// The head (and, for generated responses, the body) still to queue.
+    head: Vec<u8>,
+    file: Option<(File, u64)>,
+    pub req: Request,
+    pub status: u16,
+    /// The connection may serve another request after this one.
+    pub keep: bool,
+}
+
+/// What [`Local::fill`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Queued something; there may be more.
+    More,
+    /// Everything is queued.
+    Done,
+    /// The file could not be read to its announced end.
+    Failed,
+}
+
+impl Local {
+    /// Queues the next piece of the response into `out`.
+    pub(crate) fn fill(&mut self, out: &mut Outbox) -> Fill {
+        if !self.head.is_empty() {
+            out.push(&std::mem::take(&mut self.head));
+            return Fill::More;
+        }
+        let Some((file, remaining)) = &mut self.file else {
+            return Fill::Done;
+        };
+        let want = FILE_CHUNK.min(usize::try_from(*remaining).unwrap_or(FILE_CHUNK));
+        let mut buf = vec![0; want];
+        match file.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                out.push(&buf[..n]);
+                *remaining -= n as u64;
+                if *remaining == 0 {
+                    self.file = None;
+                }
+                Fill::More
+            }
+            _ => {
+                self.file = None;
+                Fill::Failed
+            }
+        }
+    }
+}
+
+/// A routing action's response. `has_body`: the request carried a body
+/// the router will not read, so the connection closes after.
+pub(crate) fn respond(r: Response, req: Request, has_body: bool, sh: &Shared<'_>) -> Box<Local> {
+    let status = r.code();
+    let ops = response_ops(&req, status, sh);
+    let head = if req.suppress_head {
+        r.body.clone()
+    } else {
+        r.render(&req.protocol, &ops)
+    };
+    let keep = req.keep_alive && r.is_self_delimited() && !has_body && !req.suppress_head;
+    Box::new(Local {
+        head,
+        file: None,
+        req,
+        status,
+        keep,
+    })
+}
+
+/// `static:PATH`; `None` when it is not a readable regular file (the
+/// client then gets an empty reply, as from uWSGI).
+pub(crate) fn serve_file(
+    path: &[u8],
+    req: Request,
+    has_body: bool,
+    sh: &Shared<'_>,
+) -> Option<Box<Local>> {
+    use std::os::unix::ffi::OsStrExt;
+    let file = File::open(std::ffi::OsStr::from_bytes(path)).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let last_modified = http_date(mtime);
+    let not_modified =
+        req.vars.get_var(b"HTTP_IF_MODIFIED_SINCE") == Some(last_modified.as_slice());
+    let (status, response) = if not_modified {
+        (304, Response::new(b"304 Not Modified", &[], b""))
+    } else {
+        let length = meta.len().to_string();
+        let mut headers: Vec<(&[u8], &[u8])> = Vec::new();
+        if let Some(mime) = mime_type(path) {
+            headers.push((b"Content-Type", mime.as_bytes()));
+        }
+        headers.push((b"Content-Length", length.as_bytes()));
+        headers.push((b"Last-Modified", &last_modified));
+        (200, Response::new(b"200 OK", &headers, b""))
+    };
+    let ops = response_ops(&req, status, sh);
+    let head = response.render(&req.protocol, &ops);
+    let file = (status == 200 && !req.head_method && meta.len() > 0).then_some((file, meta.len()));
+    let keep = req.keep_alive && !has_body;
+    Some(Box::new(Local {
+        head,
+        file,
+        req,
+        status,
+        keep,
+    }))
+}
+
+fn mime_type(path: &[u8]) -> Option<&'static str> {
+    let name = path.rsplit(|&b| b == b'/').next()?;
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    let ext = std::str::from_utf8(&name[dot + 1..])
+        .ok()?
+        .to_ascii_lowercase();
+    MIME.iter().find(|(e, _)| *e == ext).map(|(_, m)| *m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime_type(b"/srv/a.HTML"), Some("text/html"));
+        assert_eq!(mime_type(b"/srv/a.tar.gz"), None);
+        assert_eq!(mime_type(b"/srv/.d/noext"), None);
+    }
+}

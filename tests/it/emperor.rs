@@ -1,0 +1,801 @@
+//! The emperor role end to end (spec emperor-and-master.md §1 and §7,
+//! config.md §9): our binary runs `--emperor DIR` in a per-test temp dir,
+//! in its own process group, killed by its recorded pid when the test ends.
+//! Vassals are a fake (`FAKE_VASSAL`, a bash script given as
+//! `emperor-wrapper`) that speaks the pipe protocol and records what it
+//! receives; what it was given (argv, cwd, environment, descriptors) is
+//! read from `/proc`. Readiness is always polled with a deadline.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::util::TempDir;
+
+/// The fake vassal. It finds its file after `--ini`/..., reads `fake =
+/// MODE` from it, appends `start <time> <pid>` to `$FAKE_RECORDS/<file>.starts`,
+/// announces itself (bytes 1 and 5), then logs each command byte to
+/// `<file>.events`: stop (0) and graceful stop (2) end it with status 0,
+/// reload (1) is answered with 5 again, EOF ends it with status 1.
+/// Modes: `die` exits 22 at once; `loyal` also sends 17; `heartbeat`
+/// sends one 26; `deaf` never reads (it ignores stop).
+const FAKE_VASSAL: &str = r#"#!/bin/bash
+file=""; prev=""
+for a in "$@"; do
+  case "$prev" in --ini|--xml|--yaml|--json|--config) file="$a";; esac
+  prev="$a"
+done
+rec="$FAKE_RECORDS/${file##*/}"
+echo "start $EPOCHREALTIME $$" >> "$rec.starts"
+mode=$(sed -n 's/^fake *= *//p' "$file" 2>/dev/null | head -n1)
+fd="$UWSGI_EMPEROR_FD"
+[ "$mode" = die ] && exit 22
+printf '\001\005' >&"$fd"
+case "$mode" in
+  loyal) printf '\021' >&"$fd" ;;
+  heartbeat) printf '\032' >&"$fd" ;;
+  deaf) exec sleep 600 ;;
+esac
+while IFS= read -r -n1 -d '' -u "$fd" c; do
+  case "$c" in
+    '') echo stop >> "$rec.events"; exit 0 ;;
+    $'\001') echo reload >> "$rec.events"; printf '\005' >&"$fd" ;;
+    $'\002') echo graceful >> "$rec.events"; exit 0 ;;
+  esac
+done
+echo eof >> "$rec.events"
+exit 1
+"#;
+
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Held by the test that starts many processes and by the tests that
+/// measure delays, so that the first does not skew the others.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+fn eventually(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    ruwsgi::sys::process::kill(pid, sig);
+}
+
+/// A live process (not a zombie).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A per-test directory: `vassals/`, `records/` and the fake vassal.
+struct Setup {
+    tmp: TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tmp = TempDir::new();
+        let root = tmp.path();
+        fs::create_dir(root.join("vassals")).unwrap();
+        fs::create_dir(root.join("records")).unwrap();
+        fs::set_permissions(root.join("records"), fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("fake.sh"), FAKE_VASSAL).unwrap();
+        fs::set_permissions(root.join("fake.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        Setup { tmp }
+    }
+
+    fn root(&self) -> PathBuf {
+        fs::canonicalize(self.tmp.path()).unwrap()
+    }
+
+    fn vassals(&self) -> PathBuf {
+        self.root().join("vassals")
+    }
+
+    fn fake(&self) -> String {
+        self.root().join("fake.sh").display().to_string()
+    }
+
+    /// Writes a vassal file with a fake mode.
+    fn vassal(&self, name: &str, mode: &str) -> PathBuf {
+        let path = self.vassals().join(name);
+        fs::write(&path, format!("[uwsgi]\nfake = {mode}\n")).unwrap();
+        path
+    }
+
+    fn record(&self, name: &str, kind: &str) -> String {
+        fs::read_to_string(self.root().join("records").join(format!("{name}.{kind}")))
+            .unwrap_or_default()
+    }
+
+    /// Start times and pids of a vassal, oldest first.
+    fn starts(&self, name: &str) -> Vec<(f64, i32)> {
+        self.record(name, "starts")
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace().skip(1);
+                Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn pid(&self, name: &str) -> Option<i32> {
+        self.starts(name).last().map(|s| s.1)
+    }
+
+    fn events(&self, name: &str) -> Vec<String> {
+        self.record(name, "events")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Starts the emperor on `vassals/` with the fake as wrapper, plus `extra`.
+    fn start(&self, extra: &[&str]) -> Emperor {
+        let mut args: Vec<OsString> = vec![
+            "--emperor".into(),
+            self.vassals().into(),
+            "--emperor-wrapper".into(),
+            self.fake().into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        self.start_with(&args, &[])
+    }
+
+    fn start_with(&self, args: &[OsString], env: &[(&str, &str)]) -> Emperor {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uwsgi"));
+        cmd.args(args)
+            .current_dir(self.root())
+            .env_clear()
+            .process_group(0);
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.env("HOME", self.root())
+            .env("LANG", "C")
+            .env("FAKE_RECORDS", self.root().join("records"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning our uwsgi");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        let pid = child.id() as i32;
+        Emperor { child, pid, log }
+    }
+}
+
+/// A running emperor; dropping it kills its whole process group.
+struct Emperor {
+    child: Child,
+    pid: i32,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Emperor {
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits for `n` occurrences of `needle` in the log.
+    fn wait_count(&self, needle: &str, n: usize, secs: f64) {
+        if !eventually(secs, || self.count(needle) >= n) {
+            panic!(
+                "{n} x {needle:?} not logged within {secs}s; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    fn wait_log(&self, needle: &str, secs: f64) {
+        self.wait_count(needle, 1, secs);
+    }
+
+    /// Waits for the emperor to exit.
+    fn wait_exit(&mut self, secs: f64) -> ExitStatus {
+        let mut status = None;
+        eventually(secs, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.unwrap_or_else(|| {
+            panic!(
+                "the emperor did not exit within {secs}s; log:\n{}",
+                self.log()
+            )
+        })
+    }
+}
+
+impl Drop for Emperor {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.pid)])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn touch(path: &Path) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+}
+
+/// Waits until the fake `name` runs and returns its pid.
+fn running(s: &Setup, name: &str, secs: f64) -> i32 {
+    let mut pid = None;
+    eventually(secs, || {
+        pid = s.pid(name).filter(|&p| alive(p));
+        pid.is_some()
+    });
+    pid.unwrap_or_else(|| panic!("vassal {name} not running within {secs}s"))
+}
+
+#[test]
+fn new_touched_and_removed_files_act_within_milliseconds() {
+    let _serial = heavy();
+    let s = Setup::new();
+    // A long period: only inotify can be this fast.
+    let em = s.start(&["--emperor-freq", "60"]);
+    em.wait_log("*** starting uWSGI Emperor ***", 5.0);
+    let t = Instant::now();
+    let file = s.vassal("n.ini", "plain");
+    em.wait_log("[emperor] vassal n.ini has been spawned", 2.0);
+    em.wait_log("[emperor] vassal n.ini is ready to accept requests", 1.0);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "spawned after {:?}",
+        t.elapsed()
+    );
+    let pid = running(&s, "n.ini", 1.0);
+
+    touch(&file);
+    em.wait_log("[emperor] reload the uwsgi instance n.ini", 1.0);
+    assert!(
+        eventually(1.0, || s.events("n.ini") == ["reload"]),
+        "{:?}",
+        s.events("n.ini")
+    );
+    assert_eq!(
+        s.pid("n.ini"),
+        Some(pid),
+        "a reload keeps the vassal process"
+    );
+    em.wait_count("[emperor] vassal n.ini is ready to accept requests", 2, 1.0);
+
+    fs::remove_file(&file).unwrap();
+    em.wait_log("[emperor] stop the uwsgi instance n.ini", 1.0);
+    em.wait_log("[emperor] removed uwsgi instance n.ini", 2.0);
+    assert!(eventually(1.0, || !alive(pid)));
+    assert_eq!(s.events("n.ini"), ["reload", "stop"]);
+    assert!(alive(em.pid), "the emperor stays up");
+}
+
+#[test]
+fn ragnarok_on_sigint_stops_every_vassal_and_exits_0() {
+    let s = Setup::new();
+    s.vassal("a.ini", "plain");
+    s.vassal("b.ini", "plain");
+    let mut em = s.start(&[]);
+    let pids = [running(&s, "a.ini", 5.0), running(&s, "b.ini", 5.0)];
+    em.wait_count("is ready to accept requests", 2, 2.0);
+    signal(em.pid, libc::SIGINT);
+    let status = em.wait_exit(5.0);
+    assert_eq!(status.code(), Some(0), "log:\n{}", em.log());
+    let log = em.log();
+    for needle in [
+        "[emperor] *** RAGNAROK EVOKED ***",
+        "[emperor] stop the uwsgi instance a.ini",
+        "[emperor] stop the uwsgi instance b.ini",
+        "[emperor] removed uwsgi instance a.ini",
+        "[emperor] removed uwsgi instance b.ini",
+        " - The Emperor is buried.",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing; log:\n{log}");
+    }
+    assert!(pids.iter().all(|&p| !alive(p)));
+    assert_eq!(s.events("a.ini"), ["stop"]);
+}
+
+#[test]
+fn ragnarok_kills_deaf_vassals_after_reload_mercy() {
+    let s = Setup::new();
+    s.vassal("deaf.ini", "deaf");
+    let mut em = s.start(&["--reload-mercy", "1"]);
+    let pid = running(&s, "deaf.ini", 5.0);
+    em.wait_log("vassal deaf.ini has been spawned", 2.0);
+    signal(em.pid, libc::SIGTERM);
+    em.wait_log("RAGNAROK EVOKED", 2.0);
+    signal(em.pid, libc::SIGTERM);
+    em.wait_log("[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in ", 2.0);
+    assert_eq!(em.wait_exit(4.0).code(), Some(0));
+    assert!(
+        em.log()
+            .contains("[emperor] NO MERCY for vassal deaf.ini !!!"),
+        "{}",
+        em.log()
+    );
+    assert!(eventually(1.0, || !alive(pid)));
+}
+
+#[test]
+fn vassals_die_within_a_second_of_a_sigkilled_emperor() {
+    let _serial = heavy();
+    let s = Setup::new();
+    for n in ["a.ini", "b.ini", "c.ini"] {
+        s.vassal(n, "deaf");
+    }
+    let mut em = s.start(&[]);
+    let pids: Vec<i32> = ["a.ini", "b.ini", "c.ini"]
+        .iter()
+        .map(|n| running(&s, n, 5.0))
+        .collect();
+    signal(em.pid, libc::SIGKILL);
+    em.wait_exit(2.0);
+    let t = Instant::now();
+    assert!(
+        eventually(1.0, || pids.iter().all(|&p| !alive(p))),
+        "vassals survive: {pids:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_hundred_vassals_at_once() {
+    let _serial = heavy();
+    let s = Setup::new();
+    for i in 0..100 {
+        s.vassal(&format!("v{i}.ini"), "plain");
+    }
+    let mut em = s.start(&[]);
+    em.wait_count("has been spawned", 100, 20.0);
+    let pids: Vec<i32> = (0..100)
+        .map(|i| running(&s, &format!("v{i}.ini"), 2.0))
+        .collect();
+    assert_eq!(pids.iter().collect::<BTreeSet<_>>().len(), 100);
+    signal(em.pid, libc::SIGINT);
+    assert_eq!(em.wait_exit(10.0).code(), Some(0), "log:\n{}", em.log());
+    assert_eq!(em.count("removed uwsgi instance"), 100);
+    assert!(pids.iter().all(|&p| !alive(p)));
+}
+
+#[test]
+fn crash_loop_is_throttled_as_uwsgi_does() {
+    let _serial = heavy();
+    let s = Setup::new();
+    s.vassal("die.ini", "die");
+    let em = s.start(&["--emperor-freq", "1"]);
+    assert!(
+        eventually(12.0, || s.starts("die.ini").len() >= 5),
+        "starts: {:?}",
+        s.starts("die.ini")
+    );
+    let t: Vec<f64> = s.starts("die.ini").iter().map(|s| s.0).collect();
+    let gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    // Delays 1 ms, then 1, 2, 3 s (spec §1.8.e, test 12), each ± the scan slack.
+    let want = [0.0, 1.0, 2.0, 3.0];
+    for (i, (gap, w)) in gaps.iter().zip(want).enumerate() {
+        assert!(
+            *gap >= w - 0.05 && *gap <= w + 1.0,
+            "gap {i} = {gap:.3}s, want ~{w}s; gaps {gaps:?}\n{}",
+            em.log()
+        );
+    }
+    em.wait_log(
+        "[emperor] unloyal bad behaving vassal found: die.ini throttling it...",
+        1.0,
+    );
+    assert!(
+        em.count("[emperor] curse the uwsgi instance die.ini") >= 4,
+        "{}",
+        em.log()
+    );
+}
+
+#[test]
+fn a_loyal_vassal_that_crashes_is_respawned_at_once() {
+    let _serial = heavy();
+    let s = Setup::new();
+    s.vassal("l.ini", "loyal");
+    let em = s.start(&["--emperor-freq", "60"]);
+    let first = running(&s, "l.ini", 5.0);
+    em.wait_log("[emperor] vassal l.ini is now loyal", 2.0);
+    signal(first, libc::SIGKILL);
+    assert!(eventually(1.0, || s
+        .pid("l.ini")
+        .is_some_and(|p| p != first && alive(p))));
+    em.wait_log("[emperor] removed uwsgi instance l.ini", 1.0);
+}
+
+#[test]
+fn missed_heartbeats_get_the_vassal_killed_and_respawned() {
+    let s = Setup::new();
+    s.vassal("hb.ini", "heartbeat");
+    let em = s.start(&["--emperor-required-heartbeat", "1"]);
+    let first = running(&s, "hb.ini", 5.0);
+    em.wait_log(
+        "[emperor] vassal hb.ini sent no heartbeat in last 1 seconds, brutally respawning it...",
+        3.0,
+    );
+    assert!(eventually(3.0, || s
+        .pid("hb.ini")
+        .is_some_and(|p| p != first && alive(p))));
+}
+
+#[test]
+fn sighup_reloads_every_vassal_in_place() {
+    let s = Setup::new();
+    s.vassal("a.ini", "plain");
+    s.vassal("b.ini", "plain");
+    let em = s.start(&[]);
+    let pids = [running(&s, "a.ini", 5.0), running(&s, "b.ini", 5.0)];
+    em.wait_count("is ready to accept requests", 2, 2.0);
+    signal(em.pid, libc::SIGHUP);
+    em.wait_log("[emperor] reload the uwsgi instance a.ini", 2.0);
+    em.wait_log("[emperor] reload the uwsgi instance b.ini", 2.0);
+    assert!(eventually(2.0, || s.events("a.ini") == ["reload"]
+        && s.events("b.ini") == ["reload"]));
+    assert_eq!([s.pid("a.ini").unwrap(), s.pid("b.ini").unwrap()], pids);
+    signal(em.pid, libc::SIGUSR1);
+    em.wait_log("vassal instance a.ini (last modified ", 2.0);
+    em.wait_log(") status 0 loyal 0 zerg 0", 1.0);
+}
+
+/// The command line of a process, without the interpreter (`/bin/bash`).
+fn script_argv(pid: i32) -> Vec<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let mut v: Vec<String> = raw
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    v.pop();
+    v.remove(0);
+    v
+}
+
+fn environ(pid: i32) -> Vec<(String, String)> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|&b| b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let e = String::from_utf8_lossy(e);
+            let (k, v) = e.split_once('=').unwrap_or((&e, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn fd_target(pid: i32, fd: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn vassal_argv_cwd_env_and_descriptors_as_spec_9_1() {
+    let s = Setup::new();
+    s.vassal("app.ini", "plain");
+    let r = s.root();
+    let p = |n: &str| r.join(n).display().to_string();
+    let args: Vec<OsString> = [
+        "--emperor",
+        &s.vassals().display().to_string(),
+        "--vassal-set",
+        "a=1",
+        "--vassal-set",
+        "b=%(a) two",
+        "--vassals-include",
+        &p("inc.ini"),
+        "--vassals-inherit",
+        &p("inh.ini"),
+        "--vassals-include-before",
+        &p("incb.ini"),
+        "--vassals-inherit-before",
+        &p("inhb.ini"),
+        "--emperor-wrapper",
+        &s.fake(),
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let env = [
+        ("UWSGI_RELOADS", "3"),
+        ("NOTIFY_SOCKET", "/nonexistent/notify"),
+        ("UWSGI_VASSAL_FOO", "bar"),
+    ];
+    let em = s.start_with(&args, &env);
+    let pid = running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    let want: Vec<String> = [
+        s.fake(),
+        "--inherit".into(),
+        p("inhb.ini"),
+        "--include".into(),
+        p("incb.ini"),
+        "--set".into(),
+        "a=1".into(),
+        "--set".into(),
+        "b=%(a) two".into(),
+        "--ini".into(),
+        "app.ini".into(),
+        "--inherit".into(),
+        p("inh.ini"),
+        "--include".into(),
+        p("inc.ini"),
+    ]
+    .to_vec();
+    assert_eq!(script_argv(pid), want);
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        s.vassals()
+    );
+
+    let env = environ(pid);
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let fd = get("UWSGI_EMPEROR_FD").expect("UWSGI_EMPEROR_FD");
+    assert!(
+        fd_target(pid, &fd).starts_with("socket:"),
+        "fd {fd} is {}",
+        fd_target(pid, &fd)
+    );
+    assert_eq!(
+        get("UWSGI_ORIGINAL_PROC_NAME").as_deref(),
+        Some(env!("CARGO_BIN_EXE_uwsgi"))
+    );
+    assert_eq!(
+        get("UWSGI_FOO").as_deref(),
+        Some("bar"),
+        "UWSGI_VASSAL_FOO is renamed"
+    );
+    for gone in ["UWSGI_RELOADS", "NOTIFY_SOCKET", "UWSGI_VASSAL_FOO"] {
+        assert_eq!(get(gone), None, "{gone} reached the vassal");
+    }
+
+    // Exactly 0, 1, 2 and the pipe (plus bash's own script descriptor).
+    let fds: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| !fd_target(pid, f).ends_with("/fake.sh"))
+        .collect();
+    let want: BTreeSet<String> = ["0", "1", "2", fd.as_str()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(fds, want);
+    assert_eq!(fd_target(pid, "0"), "/dev/null");
+}
+
+#[test]
+fn glob_monitor_uses_paths_and_the_emperor_cwd() {
+    let s = Setup::new();
+    s.vassal("g.ini", "plain");
+    s.vassal(".hidden.ini", "plain");
+    let em = s.start_with(
+        &[
+            "--emperor".into(),
+            "vassals/*.ini".into(),
+            "--emperor-wrapper".into(),
+            s.fake().into(),
+        ],
+        &[],
+    );
+    em.wait_log("[emperor] vassal vassals/g.ini has been spawned", 5.0);
+    let pid = running(&s, "g.ini", 1.0);
+    assert_eq!(script_argv(pid)[1..], ["--ini", "vassals/g.ini"]);
+    assert_eq!(fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), s.root());
+    assert!(
+        s.starts(".hidden.ini").is_empty(),
+        "a glob does not match dot-files"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_waited_for() {
+    let s = Setup::new();
+    let later = s.root().join("later");
+    let em = s.start_with(
+        &[
+            "--emperor".into(),
+            later.clone().into(),
+            "--emperor-wrapper".into(),
+            s.fake().into(),
+        ],
+        &[],
+    );
+    em.wait_log("does not exist (yet)", 5.0);
+    fs::create_dir(&later).unwrap();
+    fs::write(later.join("late.ini"), "[uwsgi]\nfake = plain\n").unwrap();
+    em.wait_log("[emperor] vassal late.ini has been spawned", 2.0);
+    assert_eq!(em.count("does not exist"), 1, "one warning only");
+    // The directory goes: nothing is stopped, the emperor survives; back: resumed.
+    let pid = running(&s, "late.ini", 1.0);
+    fs::remove_dir_all(&later).unwrap();
+    signal(em.pid, libc::SIGWINCH);
+    em.wait_log("chdir(): No such file or directory", 2.0);
+    assert!(alive(pid) && alive(em.pid));
+}
+
+#[test]
+fn exec_failure_exits_26_and_is_retried() {
+    let s = Setup::new();
+    s.vassal("x.ini", "plain");
+    let em = s.start(&[
+        "--emperor-wrapper",
+        "/nonexistent/wrapper",
+        "--emperor-freq",
+        "1",
+    ]);
+    em.wait_log("execvp(): No such file or directory", 5.0);
+    em.wait_log("[emperor] binary path: /nonexistent/wrapper", 1.0);
+    em.wait_log("[emperor] is the uwsgi binary in your system PATH ?", 1.0);
+    em.wait_count("[emperor] removed uwsgi instance x.ini", 2, 5.0);
+}
+
+#[test]
+fn emperor_stats_json() {
+    let s = Setup::new();
+    s.vassal("a.ini", "plain");
+    let sock = s.root().join("stats.sock");
+    let em = s.start(&["--emperor-stats", &sock.display().to_string()]);
+    em.wait_log("*** Emperor stats server enabled on ", 5.0);
+    em.wait_log("vassal a.ini is ready to accept requests", 5.0);
+    let mut doc = String::new();
+    std::os::unix::net::UnixStream::connect(&sock)
+        .unwrap()
+        .read_to_string(&mut doc)
+        .unwrap();
+    let keys = [
+        "\"version\"",
+        "\"pid\"",
+        "\"uid\"",
+        "\"gid\"",
+        "\"cwd\"",
+        "\"emperor\"",
+        "\"emperor_tyrant\"",
+    ];
+    let mut at = 0;
+    for k in keys
+        .iter()
+        .chain(&["\"throttle_level\"", "\"vassals\"", "\"blacklist\""])
+    {
+        let i = doc[at..]
+            .find(k)
+            .unwrap_or_else(|| panic!("{k} missing or out of order in\n{doc}"));
+        at += i;
+    }
+    assert!(doc.contains("\"id\":\"a.ini\""), "{doc}");
+    assert!(
+        doc.contains(&format!("\"monitor\":\"{}\"", s.vassals().display())),
+        "{doc}"
+    );
+    assert!(doc.ends_with("\n}"), "{doc}");
+}
+
+#[test]
+fn on_demand_vassal_starts_on_first_connection() {
+    let s = Setup::new();
+    let od = s.root().join("od");
+    fs::create_dir(&od).unwrap();
+    s.vassal("od.ini", "plain");
+    let em = s.start(&["--emperor-on-demand-directory", &od.display().to_string()]);
+    let sock = od.join("od.socket");
+    em.wait_log("[uwsgi-emperor] od.ini -> \"on demand\" instance detected, waiting for connections on socket", 5.0);
+    assert_eq!(
+        fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        s.starts("od.ini").is_empty(),
+        "no process before the first connection"
+    );
+    let _client = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let pid = running(&s, "od.ini", 2.0);
+    assert!(
+        fd_target(pid, "0").starts_with("socket:"),
+        "fd 0 is {}",
+        fd_target(pid, "0")
+    );
+}
+
+#[test]
+fn idle_emperor_uses_no_cpu() {
+    let s = Setup::new();
+    s.vassal("a.ini", "plain");
+    let em = s.start(&[]);
+    em.wait_log("vassal a.ini is ready to accept requests", 5.0);
+    let ticks = |pid: i32| -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    thread::sleep(Duration::from_millis(300));
+    let before = ticks(em.pid);
+    thread::sleep(Duration::from_secs(2));
+    assert!(ticks(em.pid) - before <= 2, "the idle emperor used CPU");
+}
+
+#[test]
+fn tyrant_runs_vassals_as_the_file_owner() {
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+    {
+        return; // needs root to change identity
+    }
+    let s = Setup::new();
+    let file = s.vassal("t.ini", "plain");
+    std::os::unix::fs::chown(&file, Some(1000), Some(1000)).unwrap();
+    s.vassal("root.ini", "plain");
+    let em = s.start(&["--emperor-tyrant"]);
+    em.wait_log(
+        "[emperor-tyrant] invalid permissions for vassal root.ini",
+        5.0,
+    );
+    em.wait_log(
+        "[emperor-tyrant] dropping privileges to 1000 1000 for instance t.ini",
+        5.0,
+    );
+    let pid = running(&s, "t.ini", 2.0);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t1000\t1000")),
+        "{status}"
+    );
+    assert!(
+        status.lines().any(|l| l.starts_with("Gid:\t1000\t1000")),
+        "{status}"
+    );
+    assert!(s.starts("root.ini").is_empty());
+}
