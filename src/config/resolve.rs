@@ -50,6 +50,21 @@ const BUILTIN_PLUGINS: &[&str] = &[
     "router_basicauth",
 ];
 
+/// One file being read, for include-loop detection.
+#[derive(Debug, Clone)]
+struct LoadFrame {
+    identity: Vec<u8>,
+    section: Vec<u8>,
+    /// How the chain is shown in the error.
+    shown: String,
+}
+
+impl PartialEq for LoadFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity == other.identity && self.section == other.section
+    }
+}
+
 /// A `declare-option` definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomOption {
@@ -102,7 +117,7 @@ struct Resolver<'io> {
     no_initial_output: bool,
     inject_before: Vec<Vec<u8>>,
     inject_after: Vec<Vec<u8>>,
-    load_stack: Vec<Vec<u8>>,
+    load_stack: Vec<LoadFrame>,
     implied: u32,
     plugins: Vec<Vec<u8>>,
     get: Vec<Vec<u8>>,
@@ -757,10 +772,21 @@ impl<'io> Resolver<'io> {
                 show(&file)
             ));
         }
-        let loop_key = [self.magic.get(b'p'), b"\0", &file, b":", &section].concat();
-        if self.load_stack.contains(&loop_key) || self.load_stack.len() >= MAX_LOAD_DEPTH {
-            let mut chain: Vec<String> = self.load_stack.iter().map(|k| load_key_name(k)).collect();
-            chain.push(load_key_name(&loop_key));
+        // A plain file is identified by its real path (`%p`), so `ini = %p`
+        // is caught at once; other sources by their name.
+        let identity: Vec<u8> = if sources::scheme_of(&file).is_none() && file != b"-" {
+            self.magic.get(b'p').to_vec()
+        } else {
+            file.clone()
+        };
+        let frame = LoadFrame {
+            identity,
+            section: section.clone(),
+            shown: format!("{}:{}", show(&file), show(&section)),
+        };
+        if self.load_stack.contains(&frame) || self.load_stack.len() >= MAX_LOAD_DEPTH {
+            let mut chain: Vec<&str> = self.load_stack.iter().map(|f| f.shown.as_str()).collect();
+            chain.push(&frame.shown);
             return Err(self.fail(format!(
                 "config files include each other in a loop: {}",
                 chain.join(" -> ")
@@ -786,7 +812,7 @@ impl<'io> Resolver<'io> {
             })
             .collect();
         let found = parsed.found;
-        self.load_stack.push(loop_key);
+        self.load_stack.push(frame);
         let mut result = Ok(());
         for (key, value, line) in lines {
             result = self.add(
@@ -957,11 +983,6 @@ impl Resolver<'_> {
 /// `ini = :section` (no file part): reuse the last file read.
 fn section_only(arg: &[u8]) -> bool {
     sources::scheme_of(arg).is_none() && arg.first() == Some(&b':')
-}
-
-fn load_key_name(key: &[u8]) -> String {
-    let name = key.splitn(2, |&b| b == 0).nth(1).unwrap_or(key);
-    show(name).into_owned()
 }
 
 fn replace_all(haystack: &[u8], pat: &[u8], with: &[u8]) -> Vec<u8> {

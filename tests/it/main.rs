@@ -3,6 +3,7 @@
 //! environment. Shared helpers live in `util`; each other module is one area.
 
 mod compat;
+mod config_errors;
 mod emperor;
 mod router;
 mod server;
