@@ -5,6 +5,7 @@
 mod compat;
 mod config_errors;
 mod emperor;
+mod multisite;
 mod router;
 mod server;
 mod util;
