@@ -6,6 +6,7 @@ mod compat;
 mod config_errors;
 mod emperor;
 mod multisite;
+mod procfile;
 mod router;
 mod server;
 mod util;
