@@ -93,7 +93,7 @@ pub enum ExpandError {
 
 /// Largest value an expansion may build before we call it a loop
 /// (uWSGI grows a self-referencing value until malloc fails).
-pub const MAX_EXPANDED_LEN: usize = 64 << 20;
+pub const MAX_EXPANDED_LEN: usize = 8 << 20;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct ScanState {
