@@ -323,7 +323,9 @@ impl<'a> Loop<'a> {
     }
 
     fn read_inotify(&mut self, now: Now) {
-        let Some(w) = self.watcher.as_mut() else { return };
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
         self.inotify_more = w.read(&mut self.changes);
         if self.changes.is_empty() {
             return;
@@ -346,7 +348,10 @@ impl<'a> Loop<'a> {
             self.inotify_more = w.read(&mut self.changes);
             if std::mem::take(&mut self.inotify_paused) {
                 let fd = w.inotify().as_raw_fd();
-                let _ = self.emp.registry.register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE);
+                let _ = self
+                    .emp
+                    .registry
+                    .register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE);
             }
         }
         let changes = std::mem::take(&mut self.changes);
