@@ -85,11 +85,14 @@ pub struct RouterConfig {
 }
 
 impl Config {
-    /// Seconds of an integer option, `default` when absent.
-    fn secs(&self, key: &str, default: u64) -> Option<Duration> {
-        let value = self.last(key)?;
-        let n = value.map_or(1, |v| i64::from(atoi(v)));
-        Some(Duration::from_secs(u64::try_from(n).unwrap_or(default)))
+    /// Seconds of an integer option; `None` when absent or not positive
+    /// (the caller's default applies: a zero timeout would fire at once).
+    fn secs(&self, key: &str) -> Option<Duration> {
+        let n = self.last(key)?.map_or(1, |v| i64::from(atoi(v)));
+        u64::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Duration::from_secs)
     }
 
     fn values(&self, keys: &[&str]) -> Vec<String> {
@@ -114,7 +117,7 @@ impl Config {
             origin: Some(e.origin.clone()),
         })?;
         let timeout = self
-            .secs("http-timeout", router_defaults::TIMEOUT)
+            .secs("http-timeout")
             .unwrap_or(Duration::from_secs(router_defaults::TIMEOUT));
         let keepalive = match self.last("http-keepalive") {
             Some(Some(v)) if v.trim_ascii() == b"0" => KeepAlive::Off,
@@ -151,11 +154,11 @@ impl Config {
             local_socket: None,
             fallback: self.values(&["http-fallback"]),
             gracetime: self
-                .secs("http-gracetime", router_defaults::GRACETIME)
+                .secs("http-gracetime")
                 .unwrap_or(Duration::from_secs(router_defaults::GRACETIME)),
             timeout,
-            headers_timeout: self.secs("http-headers-timeout", 0).unwrap_or(timeout),
-            connect_timeout: self.secs("http-connect-timeout", 0).unwrap_or(timeout),
+            headers_timeout: self.secs("http-headers-timeout").unwrap_or(timeout),
+            connect_timeout: self.secs("http-connect-timeout").unwrap_or(timeout),
             keepalive,
             auto_chunked: self.flag("http-auto-chunked"),
             raw_body: self.flag("http-raw-body"),

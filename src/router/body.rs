@@ -97,10 +97,6 @@ impl Spool {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The complete body, to be read back.
     pub fn finish(self) -> io::Result<SpoolReader> {
         let mut file = self.file;

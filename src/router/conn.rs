@@ -13,7 +13,8 @@
 //! Each `step_*` takes its stage by value and returns the next one with a
 //! [`Step`]: the transitions are the return values. [`Conn::drive`] steps
 //! until nothing moves (readiness is edge-triggered), at most
-//! [`MAX_STEPS`] times per event.
+//! [`MAX_STEPS`] times per event. Starting a request (routing, then the
+//! stage it leads to) lives in `dispatch`, the spliced stage in `tunnel`.
 
 mod dispatch;
 mod tunnel;
@@ -264,7 +265,7 @@ impl Conn {
             .saturating_sub(self.inbuf.len())
             .max(1);
         match read_some(&mut self.client, &mut self.inbuf, room) {
-            ReadOutcome::Data(_) => {
+            ReadOutcome::Data => {
                 if was_empty {
                     self.deadline = Some(sh.now + sh.cfg.headers_timeout);
                 }
@@ -378,7 +379,7 @@ impl Conn {
             Closing::Lingering => {
                 self.inbuf.clear();
                 match read_some(&mut self.client, &mut self.inbuf, sh.cfg.buffer_size) {
-                    ReadOutcome::Data(_) => {
+                    ReadOutcome::Data => {
                         self.inbuf.clear();
                         (Stage::Closing(c), Step::Progress)
                     }

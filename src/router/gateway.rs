@@ -37,6 +37,8 @@ const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
 const EVENTS: usize = 1024;
 /// Connections accepted per listener per turn.
 const ACCEPT_BATCH: usize = 256;
+/// Deadlines handled per turn.
+const EXPIRE_BATCH: usize = 1024;
 /// The longest a drain may wait between checks.
 const DRAIN_TICK: Duration = Duration::from_millis(200);
 
@@ -349,8 +351,12 @@ impl<'a> Gateway<'a> {
         }
     }
 
+    /// Handles the deadlines that passed (a bounded number per turn).
     fn expire(&mut self, now: Instant) {
-        while let Some(&(t, key)) = self.timers.first() {
+        for _ in 0..EXPIRE_BATCH {
+            let Some(&(t, key)) = self.timers.first() else {
+                return;
+            };
             if t > now {
                 return;
             }

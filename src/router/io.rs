@@ -101,42 +101,38 @@ impl Source for Stream {
 /// What one read did.
 #[derive(Debug)]
 pub enum ReadOutcome {
-    Data(usize),
+    Data,
     WouldBlock,
     /// The peer closed its side (or reset the connection).
     Closed,
 }
 
-/// Appends at most `max` bytes read from `stream` to `buf` (one call).
+/// Bytes one read asks for at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Appends at most `max` bytes (and at most [`READ_CHUNK`]) read from
+/// `stream` to `buf` (one call). The read goes through a stack buffer, so
+/// `buf` never grows by more than what arrived.
 pub fn read_some(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadOutcome {
     if max == 0 {
         return ReadOutcome::WouldBlock;
     }
-    let start = buf.len();
-    buf.resize(start + max, 0);
+    let mut chunk = [0u8; READ_CHUNK];
+    let want = max.min(READ_CHUNK);
     let result = loop {
-        match stream.read(&mut buf[start..]) {
+        match stream.read(&mut chunk[..want]) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => break other,
         }
     };
     match result {
-        Ok(0) => {
-            buf.truncate(start);
-            ReadOutcome::Closed
-        }
+        Ok(0) => ReadOutcome::Closed,
         Ok(n) => {
-            buf.truncate(start + n);
-            ReadOutcome::Data(n)
+            buf.extend_from_slice(&chunk[..n]);
+            ReadOutcome::Data
         }
-        Err(e) => {
-            buf.truncate(start);
-            if e.kind() == io::ErrorKind::WouldBlock {
-                ReadOutcome::WouldBlock
-            } else {
-                ReadOutcome::Closed
-            }
-        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+        Err(_) => ReadOutcome::Closed,
     }
 }
 
@@ -229,13 +225,11 @@ mod tests {
         assert_eq!(out.flush_to(&mut a), Flush::Progress);
         assert!(out.is_empty());
         let mut buf = Vec::new();
-        assert!(matches!(
-            read_some(&mut b, &mut buf, 3),
-            ReadOutcome::Data(3)
-        ));
+        assert!(matches!(read_some(&mut b, &mut buf, 3), ReadOutcome::Data));
+        assert_eq!(buf.len(), 3);
         assert!(matches!(
             read_some(&mut b, &mut buf, 100),
-            ReadOutcome::Data(2)
+            ReadOutcome::Data
         ));
         assert_eq!(buf, b"hello");
         assert!(matches!(

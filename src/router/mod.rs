@@ -16,23 +16,23 @@
 //! is answered; failures get an HTTP status (400, 408, 413, 431, 502, 504)
 //! and one log line instead of a silent close.
 //!
-//! Parts: [`conn`] (a client connection's stages), [`proxy`] (one
-//! exchange with a backend), [`upstream`] (addresses and the pool),
-//! [`reply`] (backend response heads, error pages), [`wire`] (packets and
-//! `http:` requests), [`body`] (chunked-body spool), [`local`] (responses
-//! the router makes itself: routing actions, static files), [`io`]
-//! (non-blocking plumbing), [`gateway`] (the loop, tokens, timers,
+//! Parts: `conn` (a client connection's stages), `proxy` (one
+//! exchange with a backend), `upstream` (addresses and the pool),
+//! `reply` (backend response heads, error pages), `wire` (packets and
+//! `http:` requests), `body` (chunked-body spool), `local` (responses
+//! the router makes itself: routing actions, static files), `io`
+//! (non-blocking plumbing), `gateway` (the loop, tokens, timers,
 //! signals).
 
-pub mod body;
-pub mod conn;
-pub mod gateway;
-pub mod io;
-pub mod local;
-pub mod proxy;
-pub mod reply;
-pub mod upstream;
-pub mod wire;
+mod body;
+mod conn;
+mod gateway;
+mod io;
+mod local;
+mod proxy;
+mod reply;
+mod upstream;
+mod wire;
 
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -124,5 +124,7 @@ pub fn run(cfg: &RouterConfig, listeners: Vec<OwnedFd>) -> i32 {
             return 1;
         }
     };
+    // The master forks with signals blocked; ours are handled from now on.
+    crate::sys::process::unblock_all_signals();
     serve(cfg, listeners, control)
 }

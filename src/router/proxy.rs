@@ -380,7 +380,7 @@ impl Proxy {
             return None;
         }
         match read_some(c.stream, c.inbuf, READ_AHEAD) {
-            ReadOutcome::Data(_) => Some(ProxyStep::Progress),
+            ReadOutcome::Data => Some(ProxyStep::Progress),
             ReadOutcome::WouldBlock => None,
             ReadOutcome::Closed => {
                 *c.eof = true;

@@ -578,3 +578,36 @@ fn expect_limit_and_dead_only_node() {
         "{log}"
     );
 }
+
+#[test]
+fn many_clients_at_once() {
+    const CLIENTS: usize = 32;
+    const REQUESTS: usize = 16;
+    let dir = TempDir::new();
+    let s0 = Backend::start(
+        &dir.path().join("s0.sock"),
+        answer(|r| ok(r.var("QUERY_STRING").unwrap_or(""))),
+    );
+    let router = Router::start(dir.path(), &[], Some(&s0.path));
+    let addr = router.addr;
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for j in 0..REQUESTS {
+                    c.send(format!("GET /?{i}-{j} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+                    let r = c.response(false).expect("response");
+                    assert_eq!(text(&r.body), format!("{i}-{j}"));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("client");
+    }
+    let mut seen = 0;
+    while s0.try_next(Duration::from_millis(100)).is_some() {
+        seen += 1;
+    }
+    assert_eq!(seen, CLIENTS * REQUESTS);
+}

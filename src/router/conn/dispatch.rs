@@ -277,7 +277,7 @@ impl Conn {
             return (Stage::Spooling(sp), Step::Close);
         }
         match read_some(&mut self.client, &mut self.inbuf, sh.cfg.buffer_size) {
-            ReadOutcome::Data(_) => {
+            ReadOutcome::Data => {
                 self.deadline = Some(sh.now + sh.cfg.timeout);
                 (Stage::Spooling(sp), Step::Progress)
             }

@@ -32,7 +32,7 @@ impl Conn {
         }
         if !self.client_eof && self.inbuf.is_empty() && t.to_backend.pending() < HIGH_WATER {
             match read_some(&mut self.client, &mut self.inbuf, sh.cfg.buffer_size) {
-                ReadOutcome::Data(_) => progress = true,
+                ReadOutcome::Data => progress = true,
                 ReadOutcome::Closed => {
                     self.client_eof = true;
                     progress = true;
@@ -43,7 +43,7 @@ impl Conn {
         if !t.backend_closed && self.out.pending() < HIGH_WATER {
             let mut buf = Vec::new();
             match read_some(&mut t.backend, &mut buf, sh.cfg.buffer_size) {
-                ReadOutcome::Data(_) => {
+                ReadOutcome::Data => {
                     self.out.push(&buf);
                     progress = true;
                 }

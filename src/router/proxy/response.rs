@@ -19,7 +19,7 @@ impl Proxy {
         self.rbuf.clear();
         match read_some(backend, &mut self.rbuf, sh.cfg.buffer_size) {
             ReadOutcome::WouldBlock => ProxyStep::Idle,
-            ReadOutcome::Data(_) => {
+            ReadOutcome::Data => {
                 let data = std::mem::take(&mut self.rbuf);
                 let step = self.absorb(&data, c, sh);
                 self.rbuf = data;

@@ -107,32 +107,30 @@ impl Router {
         if let Some(s) = socket0 {
             cmd.env("RUWSGI_ROUTER_TEST_SOCKET0", s);
         }
-        let mut child = cmd.spawn().expect("spawn router child");
+        // Owned by the guard from the start: a failed wait kills it.
+        let mut router = Router {
+            child: Some(cmd.spawn().expect("spawn router child")),
+            addr: ([127, 0, 0, 1], 0).into(),
+            log,
+        };
         let port_file = conf.with_extension("port");
         let deadline = Instant::now() + READY;
         let port: u16 = loop {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
                 break text.trim().parse().expect("port");
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "router exited early ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+            if let Some(Ok(Some(status))) = router.child.as_mut().map(Child::try_wait) {
+                panic!("router exited early ({status}): {}", router.log_text());
             }
             assert!(Instant::now() < deadline, "router did not start");
             thread::sleep(Duration::from_millis(5));
         };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        while TcpStream::connect(addr).is_err() {
+        router.addr = ([127, 0, 0, 1], port).into();
+        while TcpStream::connect(router.addr).is_err() {
             assert!(Instant::now() < deadline, "router not accepting");
             thread::sleep(Duration::from_millis(5));
         }
-        Router {
-            child: Some(child),
-            addr,
-            log,
-        }
+        router
     }
 
     /// Starts a router that must fail at start; returns its exit status
