@@ -133,28 +133,40 @@ impl Stream {
     }
 }
 
+/// Runs `op` again when a signal interrupts it. The kernel never restarts
+/// a socket read or write that has a timeout (signal(7)), and a graceful
+/// stop (SIGHUP) must not cut the request in progress.
+fn restarting<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
+        restarting(|| match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-        }
+        })
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
+        restarting(|| match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
-        }
+        })
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
+        restarting(|| match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
-        }
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

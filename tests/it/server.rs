@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -148,15 +148,33 @@ impl Proc {
     /// Sends `sig` to the leader only.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) with integer arguments; the pid is our child,
-        // not yet reaped while `self` lives (so it cannot have been reused).
+        // never reaped while `self` lives (so it cannot have been reused).
         unsafe { libc::kill(self.pid, sig) };
     }
 
-    /// The exit status if the leader has exited (reaped here, once).
+    /// The exit status (as a shell shows it) once the leader has exited.
+    /// The leader is not reaped here: its zombie keeps the pid, and so the
+    /// group id, from being reused until the guard is dropped.
     pub fn try_status(&mut self) -> Option<i32> {
-        if self.status.is_none() {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                self.status = Some(shell_status(st));
+        if self.status.is_some() {
+            return self.status;
+        }
+        // SAFETY: a zeroed siginfo_t is a valid value; waitid(2) with
+        // WNOWAIT only reads the state of our own child and fills `info`;
+        // si_pid/si_status read the union fields that waitid sets for
+        // CLD_* codes.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            if libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) == 0
+                && info.si_pid() == self.pid
+            {
+                let code = info.si_status();
+                self.status = Some(if info.si_code == libc::CLD_EXITED {
+                    code
+                } else {
+                    128 + code
+                });
             }
         }
         self.status
@@ -186,20 +204,13 @@ impl Drop for Proc {
         // SAFETY: kill(2) on the process group this guard created; SIGKILL
         // cannot be caught, so every member (workers too) goes.
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        // Reaps the leader (never reaped before, see `try_status`).
         let _ = self.child.wait();
         // Orphaned members are reaped by init: give them a moment so a
         // test that ends leaves nothing running.
         let _ = wait_for(Duration::from_secs(2), || {
             (!self.group_alive()).then_some(())
         });
-    }
-}
-
-fn shell_status(status: std::process::ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => -1,
     }
 }
 
@@ -246,9 +257,11 @@ pub fn worker_pids(log: &str, id: usize) -> Vec<i32> {
         .collect()
 }
 
-/// How many descriptors `pid` has open (an accepted connection adds one).
-pub fn open_fds(pid: i32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+/// The system call `pid` (its main thread) is blocked in, from
+/// `/proc/PID/syscall`; `None` while it runs or when it cannot be read.
+pub fn blocked_in(pid: i32) -> Option<libc::c_long> {
+    let text = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Finds an executable: each of `names` on `PATH`, then the absolute
@@ -283,8 +296,8 @@ pub fn reference_uwsgi(plugins: &str) -> Option<PathBuf> {
         .ok()?;
     let all = [out.stdout, out.stderr].concat();
     let text = String::from_utf8_lossy(&all);
-    (out.status.success() && text.starts_with("2.0") && !text.contains("UNABLE to load"))
-        .then_some(bin)
+    let real = text.starts_with("2.0") && !text.contains("ruwsgi");
+    (out.status.success() && real && !text.contains("UNABLE to load")).then_some(bin)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: bound, read and
