@@ -66,6 +66,9 @@ struct Loop<'a> {
     last_event_scan: Option<Instant>,
     next_scan: Instant,
     pipe_backlog: Vec<usize>,
+    /// SIGCHLD arrived: reap (`waitpid` walks every child, so not on
+    /// every turn; the periodic scan reaps too, as a safety net).
+    reap_due: bool,
     notify: Notify,
     governing: Option<usize>,
     base: PathBuf,
@@ -174,6 +177,7 @@ impl<'a> Loop<'a> {
             last_event_scan: None,
             next_scan: Instant::now(),
             pipe_backlog: Vec::new(),
+            reap_due: true,
             notify,
             governing: None,
             base,
@@ -194,7 +198,9 @@ impl<'a> Loop<'a> {
             for event in events.iter() {
                 self.dispatch(event.token(), now);
             }
-            self.reap(now);
+            if std::mem::take(&mut self.reap_due) {
+                self.reap(now);
+            }
             if let Some(code) = self.ragnarok_check(now) {
                 return code;
             }
@@ -318,7 +324,7 @@ impl<'a> Loop<'a> {
                 emp.release_retries(now.at, true);
             }
             Signal::Wake => self.next_scan = now.at,
-            Signal::Child => {}
+            Signal::Child => self.reap_due = true,
         }
     }
 
@@ -453,6 +459,7 @@ impl<'a> Loop<'a> {
         }
         if now.at >= self.next_scan {
             self.next_scan = now.at + self.emp.cfg.freq;
+            self.reap(now);
             self.emp.scan_all(self.watcher.as_mut(), now);
         }
         self.emp.release_retries(now.at, false);

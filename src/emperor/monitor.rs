@@ -153,25 +153,14 @@ impl Monitor {
         }
     }
 
-    /// The directory whose inotify events concern this monitor: the
-    /// directory itself, its parent while it is missing, or the fixed
-    /// directory part of a glob (`None` when that part has wildcards).
-    pub fn watch_target(&self) -> Option<PathBuf> {
-        match (self.kind, &self.dir) {
-            (Kind::Dir, Some(d)) => Some(d.clone()),
-            (Kind::Dir, None) => self
-                .base
-                .join(os(&self.arg))
-                .parent()
-                .map(Path::to_path_buf),
-            (Kind::Glob, _) => {
-                let parent = os(&self.arg).parent()?;
-                if has_magic(parent.as_os_str().as_bytes()) {
-                    return None;
-                }
-                Some(self.base.join(parent))
-            }
+    /// Glob: the directory part of the pattern when it has no wildcards
+    /// (the one directory whose changes can change the matches).
+    pub fn glob_dir(&self) -> Option<PathBuf> {
+        let parent = os(&self.arg).parent()?;
+        if self.kind != Kind::Glob || has_magic(parent.as_os_str().as_bytes()) {
+            return None;
         }
+        Some(self.base.join(parent))
     }
 
     /// Stats one candidate: `Some` for a vassal file (a regular file, or a
@@ -181,69 +170,87 @@ impl Monitor {
             return None;
         }
         let path = self.path_of(name);
-        let meta = if opts.nofollow {
-            std::fs::symlink_metadata(&path)
-        } else {
-            std::fs::metadata(&path)
-        }
-        .ok()?;
-        let kind = meta.file_type();
-        if !(kind.is_file() || (opts.nofollow && kind.is_symlink())) {
+        let meta = match opts.nofollow {
+            true => std::fs::symlink_metadata(&path),
+            false => std::fs::metadata(&path),
+        };
+        file_meta(meta.ok()?, &path, opts)
+    }
+
+    /// [`Monitor::stat`] for a directory entry: the common case (a plain
+    /// file, or any entry with `nofollow`) is a `stat` relative to the
+    /// open directory, without walking the whole path again.
+    fn stat_entry(&self, entry: &std::fs::DirEntry, opts: &StatOpts) -> Option<FileMeta> {
+        let name = entry.file_name();
+        if !is_vassal_name(name.as_bytes(), opts.extra_extensions) {
             return None;
         }
-        let (uid, gid) = if opts.tyrant_nofollow {
-            let l = std::fs::symlink_metadata(&path).ok()?;
-            (l.uid(), l.gid())
-        } else {
-            (meta.uid(), meta.gid())
+        let follow = !opts.nofollow && entry.file_type().ok()?.is_symlink();
+        let meta = match follow {
+            true => std::fs::metadata(entry.path()),
+            false => entry.metadata(),
         };
-        Some(FileMeta {
-            mtime: Mtime {
-                secs: meta.mtime(),
-                nanos: meta.mtime_nsec() as u32,
-            },
-            uid,
-            gid,
-        })
+        file_meta(meta.ok()?, &entry.path(), opts)
     }
 
     /// Lists every vassal file now.
     pub fn scan(&mut self, opts: &StatOpts) -> Scan {
-        let names: Vec<Vec<u8>> = match self.kind {
-            Kind::Glob => crate::config::glob::glob(&self.arg),
-            Kind::Dir => {
-                let listed = match &self.dir {
-                    Some(d) => std::fs::read_dir(d),
-                    None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
-                };
-                let listed = match listed {
-                    Err(_) if self.resolve() => self
-                        .dir
-                        .as_ref()
-                        .map(std::fs::read_dir)
-                        .unwrap_or_else(|| Err(std::io::Error::from_raw_os_error(libc::ENOENT))),
-                    other => other,
-                };
-                match listed {
-                    Ok(rd) => rd
-                        .filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec()))
-                        .collect(),
-                    Err(error) => {
-                        let first = !self.unavailable && self.dir.is_some();
-                        self.unavailable = true;
-                        return Scan::Unavailable { first, error };
-                    }
-                }
-            }
-        };
-        self.unavailable = false;
-        Scan::Files(
-            names
+        if self.kind == Kind::Glob {
+            let names = crate::config::glob::glob(&self.arg);
+            let files = names
                 .into_iter()
-                .filter_map(|n| self.stat(&n, opts).map(|m| (n, m)))
-                .collect(),
-        )
+                .filter_map(|n| self.stat(&n, opts).map(|m| (n, m)));
+            return Scan::Files(files.collect());
+        }
+        let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let listed = match &self.dir {
+            Some(d) => std::fs::read_dir(d),
+            None => Err(enoent()),
+        };
+        let listed = match listed {
+            Err(_) if self.resolve() => self
+                .dir
+                .as_ref()
+                .map_or_else(|| Err(enoent()), std::fs::read_dir),
+            other => other,
+        };
+        match listed {
+            Ok(rd) => {
+                self.unavailable = false;
+                let files = rd.filter_map(|e| {
+                    let e = e.ok()?;
+                    let meta = self.stat_entry(&e, opts)?;
+                    Some((e.file_name().as_bytes().to_vec(), meta))
+                });
+                Scan::Files(files.collect())
+            }
+            Err(error) => {
+                let first = !self.unavailable && self.dir.is_some();
+                self.unavailable = true;
+                Scan::Unavailable { first, error }
+            }
+        }
     }
+}
+
+/// A vassal file's metadata, if `meta` is one (a regular file, or a
+/// symlink too with `nofollow`).
+fn file_meta(meta: std::fs::Metadata, path: &Path, opts: &StatOpts) -> Option<FileMeta> {
+    let kind = meta.file_type();
+    if !(kind.is_file() || (opts.nofollow && kind.is_symlink())) {
+        return None;
+    }
+    let (uid, gid) = if opts.tyrant_nofollow {
+        let l = std::fs::symlink_metadata(path).ok()?;
+        (l.uid(), l.gid())
+    } else {
+        (meta.uid(), meta.gid())
+    };
+    let mtime = Mtime {
+        secs: meta.mtime(),
+        nanos: meta.mtime_nsec() as u32,
+    };
+    Some(FileMeta { mtime, uid, gid })
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ fn glob_monitor_names_are_paths() {
         names(m.scan(&OPTS)),
         vec![format!("{}/vassals/a.ini", t.0.display())]
     );
-    assert_eq!(m.watch_target(), Some(t.0.join("vassals")));
+    assert_eq!(m.glob_dir(), Some(t.0.join("vassals")));
     assert_eq!(m.label(), pattern.as_bytes());
     let forced = Monitor::new(
         format!("glob://{}", t.0.join("vassals").display()).as_bytes(),
@@ -143,7 +143,14 @@ fn missing_directory_waits_for_it() {
     let mut m = Monitor::new(want.as_os_str().as_bytes(), Path::new("/"));
     assert_eq!(m.kind, Kind::Dir);
     assert!(m.is_missing());
-    assert_eq!(m.watch_target(), Some(t.0.clone()), "the parent is watched");
+    let target = crate::emperor::watch::target(&m);
+    assert_eq!(
+        target,
+        Some((
+            t.0.clone(),
+            crate::emperor::watch::Interest::Child(b"later".to_vec())
+        ))
+    );
     assert!(matches!(
         m.scan(&OPTS),
         Scan::Unavailable { first: false, .. }
@@ -151,7 +158,11 @@ fn missing_directory_waits_for_it() {
     std::fs::create_dir(&want).unwrap();
     std::fs::write(want.join("a.ini"), b"").unwrap();
     assert_eq!(names(m.scan(&OPTS)), vec!["a.ini"]);
-    assert_eq!(m.watch_target(), Some(want.clone()));
+    let target = crate::emperor::watch::target(&m);
+    assert_eq!(
+        target,
+        Some((want.clone(), crate::emperor::watch::Interest::Names))
+    );
     std::fs::remove_dir_all(&want).unwrap();
     assert!(matches!(
         m.scan(&OPTS),

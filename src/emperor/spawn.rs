@@ -51,6 +51,15 @@ pub struct Request<'a> {
     pub broodlord_num: Option<u32>,
 }
 
+/// Why a vassal could not be started (uWSGI's wording).
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("socketpair(): {}", strerror(.0))]
+    Socketpair(std::io::Error),
+    #[error("uwsgi_emperor_spawn_vassal()/fork(): {}", strerror(.0))]
+    Fork(std::io::Error),
+}
+
 /// A started vassal: its pid and the emperor's (non-blocking) pipe end.
 #[derive(Debug)]
 pub struct Spawned {
@@ -99,9 +108,9 @@ pub fn vassal_env(
 }
 
 /// Forks and execs a vassal.
-pub fn spawn(cfg: &EmperorConfig, log: &Logger, req: &Request) -> std::io::Result<Spawned> {
-    let (ours, theirs) = UnixStream::pair()?;
-    ours.set_nonblocking(true)?;
+pub fn spawn(cfg: &EmperorConfig, log: &Logger, req: &Request) -> Result<Spawned, SpawnError> {
+    let (ours, theirs) = UnixStream::pair().map_err(SpawnError::Socketpair)?;
+    ours.set_nonblocking(true).map_err(SpawnError::Socketpair)?;
     let env = vassal_env(
         std::env::vars_os(),
         theirs.as_raw_fd(),
@@ -109,7 +118,7 @@ pub fn spawn(cfg: &EmperorConfig, log: &Logger, req: &Request) -> std::io::Resul
         req.broodlord_num,
     );
     let emperor = std::process::id();
-    match process::fork()? {
+    match process::fork().map_err(SpawnError::Fork)? {
         Forked::Parent(pid) => Ok(Spawned { pid, pipe: ours }),
         Forked::Child => {
             drop(ours);

@@ -337,10 +337,7 @@ impl<'a> Emperor<'a> {
                 self.by_pid.insert(s.pid, key);
             }
             Err(e) => {
-                self.log.plain(format!(
-                    "uwsgi_emperor_spawn_vassal()/fork(): {}",
-                    crate::config::logic::strerror(&e)
-                ));
+                self.log.plain(e.to_string());
                 self.remove(key, now);
             }
         }

@@ -43,20 +43,21 @@ pub enum Interest {
     Everything,
 }
 
-/// The watch a monitor wants now.
+/// The watch a monitor wants now. A directory that is not there (yet, or
+/// any more) is waited for through its parent.
 pub fn target(m: &Monitor) -> Option<(PathBuf, Interest)> {
-    let path = m.watch_target()?;
-    let interest = match (m.kind, m.is_missing()) {
-        (Kind::Dir, false) => Interest::Names,
-        (Kind::Dir, true) => Interest::Child(
-            m.arg
-                .rsplit(|&b| b == b'/')
-                .find(|c| !c.is_empty())?
-                .to_vec(),
-        ),
-        (Kind::Glob, _) => Interest::Everything,
-    };
-    Some((path, interest))
+    if m.kind == Kind::Glob {
+        return Some((m.glob_dir()?, Interest::Everything));
+    }
+    let dir = m
+        .dir
+        .clone()
+        .unwrap_or_else(|| m.base.join(std::ffi::OsStr::from_bytes(&m.arg)));
+    if dir.is_dir() {
+        return Some((dir, Interest::Names));
+    }
+    let child = dir.file_name()?.as_bytes().to_vec();
+    Some((dir.parent()?.to_path_buf(), Interest::Child(child)))
 }
 
 /// What changed, per monitor.

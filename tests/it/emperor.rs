@@ -26,7 +26,8 @@ use crate::util::TempDir;
 /// `<file>.events`: stop (0) and graceful stop (2) end it with status 0,
 /// reload (1) is answered with 5 again, EOF ends it with status 1.
 /// Modes: `die` exits 22 at once; `loyal` also sends 17; `heartbeat`
-/// sends one 26; `deaf` never reads (it ignores stop).
+/// sends one 26; `sos` sends 30 (broodlord); `deaf` never reads (it
+/// ignores stop).
 const FAKE_VASSAL: &str = r#"#!/bin/bash
 file=""; prev=""
 for a in "$@"; do
@@ -42,6 +43,7 @@ printf '\001\005' >&"$fd"
 case "$mode" in
   loyal) printf '\021' >&"$fd" ;;
   heartbeat) printf '\032' >&"$fd" ;;
+  sos) printf '\036' >&"$fd" ;;
   deaf) exec sleep 600 ;;
 esac
 while IFS= read -r -n1 -d '' -u "$fd" c; do
@@ -171,7 +173,22 @@ impl Setup {
     }
 
     fn start_with(&self, args: &[OsString], env: &[(&str, &str)]) -> Emperor {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uwsgi"));
+        self.launch(Command::new(env!("CARGO_BIN_EXE_uwsgi")), args, env)
+    }
+
+    /// Like `start_with`, but the emperor inherits descriptors 9 and 10
+    /// without close-on-exec (as from a careless parent).
+    fn start_leaking(&self, args: &[OsString], env: &[(&str, &str)]) -> Emperor {
+        let mut bash = Command::new("bash");
+        bash.args([
+            "-c",
+            "exec 9</dev/zero 10>&2; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_uwsgi"),
+        ]);
+        self.launch(bash, args, env)
+    }
+
+    fn launch(&self, mut cmd: Command, args: &[OsString], env: &[(&str, &str)]) -> Emperor {
         cmd.args(args)
             .current_dir(self.root())
             .env_clear()
@@ -258,6 +275,7 @@ impl Drop for Emperor {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-s", "KILL", "--", &format!("-{}", self.pid)])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -555,7 +573,7 @@ fn vassal_argv_cwd_env_and_descriptors_as_spec_9_1() {
         ("NOTIFY_SOCKET", "/nonexistent/notify"),
         ("UWSGI_VASSAL_FOO", "bar"),
     ];
-    let em = s.start_with(&args, &env);
+    let em = s.start_leaking(&args, &env);
     let pid = running(&s, "app.ini", 5.0);
     em.wait_log("vassal app.ini is ready to accept requests", 2.0);
     let want: Vec<String> = [
@@ -603,7 +621,13 @@ fn vassal_argv_cwd_env_and_descriptors_as_spec_9_1() {
         assert_eq!(get(gone), None, "{gone} reached the vassal");
     }
 
-    // Exactly 0, 1, 2 and the pipe (plus bash's own script descriptor).
+    // Exactly 0, 1, 2 and the pipe (plus bash's own script descriptor):
+    // not the emperor's own, nor the 9 and 10 it inherited.
+    assert_eq!(
+        fd_target(em.pid, "9"),
+        "/dev/zero",
+        "the emperor holds a leaked descriptor"
+    );
     let fds: BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -684,12 +708,142 @@ fn exec_failure_exits_26_and_is_retried() {
 }
 
 #[test]
+fn wrapper_fallback_is_tried_after_the_binary() {
+    let s = Setup::new();
+    s.vassal("f.ini", "plain");
+    let em = s.start(&[
+        "--emperor-wrapper",
+        "/nonexistent/wrapper",
+        "--emperor-wrapper-fallback",
+        &s.fake(),
+    ]);
+    em.wait_log(
+        &format!(
+            "[emperor] trying to use {} as binary fallback ...",
+            s.fake()
+        ),
+        5.0,
+    );
+    em.wait_log("[emperor] vassal f.ini has been spawned", 2.0);
+    let pid = running(&s, "f.ini", 1.0);
+    assert_eq!(script_argv(pid), [s.fake(), "--ini".into(), "f.ini".into()]);
+}
+
+#[test]
+fn removed_file_of_a_deaf_vassal_is_killed_after_the_curse_tolerance() {
+    let s = Setup::new();
+    let file = s.vassal("st.ini", "deaf");
+    let em = s.start(&["--emperor-curse-tolerance", "1"]);
+    let pid = running(&s, "st.ini", 5.0);
+    em.wait_log("vassal st.ini has been spawned", 2.0);
+    fs::remove_file(file).unwrap();
+    em.wait_log("[emperor] stop the uwsgi instance st.ini", 2.0);
+    let t = Instant::now();
+    em.wait_log("[emperor] removed uwsgi instance st.ini", 3.0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "killed too early: {:?}",
+        t.elapsed()
+    );
+    assert!(!alive(pid));
+}
+
+#[test]
+fn graceful_shutdown_sends_byte_2() {
+    let s = Setup::new();
+    s.vassal("g.ini", "plain");
+    let mut em = s.start(&["--emperor-graceful-shutdown"]);
+    running(&s, "g.ini", 5.0);
+    em.wait_log("vassal g.ini is ready to accept requests", 2.0);
+    signal(em.pid, libc::SIGQUIT);
+    assert_eq!(em.wait_exit(5.0).code(), Some(0));
+    assert_eq!(s.events("g.ini"), ["graceful"]);
+}
+
+#[test]
+fn broodlord_launches_a_zerg() {
+    let s = Setup::new();
+    s.vassal("z.ini", "sos");
+    let em = s.start(&["--emperor-broodlord", "1"]);
+    em.wait_log(
+        "[emperor] going in broodlord mode: launching zergs for z.ini",
+        5.0,
+    );
+    let pid = running(&s, "z.ini:zerg", 2.0);
+    assert_eq!(script_argv(pid)[1..], ["--ini", "z.ini:zerg"]);
+    let env = environ(pid);
+    assert!(
+        env.contains(&("UWSGI_BROODLORD_NUM".into(), "1".into())),
+        "{env:?}"
+    );
+    assert_eq!(em.count("going in broodlord mode"), 1, "one zerg at most");
+}
+
+#[test]
+fn systemd_notification() {
+    let s = Setup::new();
+    s.vassal("a.ini", "plain");
+    let path = s.root().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let args: Vec<OsString> = vec![
+        "--emperor".into(),
+        s.vassals().into(),
+        "--emperor-wrapper".into(),
+        s.fake().into(),
+    ];
+    let mut em = s.start_with(&args, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    got.push(recv());
+    assert_eq!(got[0], "STATUS=uWSGI is ready\nREADY=1\n");
+    running(&s, "a.ini", 5.0);
+    assert!(
+        eventually(3.0, || {
+            got.push(recv());
+            got.last()
+                .is_some_and(|m| m == "STATUS=The Emperor is governing 1 vassals\n")
+        }),
+        "{got:?}"
+    );
+    let environ_of_vassal = environ(s.pid("a.ini").unwrap());
+    assert!(environ_of_vassal.iter().all(|(k, _)| k != "NOTIFY_SOCKET"));
+    signal(em.pid, libc::SIGINT);
+    assert_eq!(em.wait_exit(5.0).code(), Some(0));
+    let mut last = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if last.contains("buried") {
+            break;
+        }
+    }
+    assert_eq!(last, "STATUS=The Emperor is buried.\n");
+}
+
+#[test]
 fn emperor_stats_json() {
     let s = Setup::new();
     s.vassal("a.ini", "plain");
     let sock = s.root().join("stats.sock");
-    let em = s.start(&["--emperor-stats", &sock.display().to_string()]);
+    let pidfile = s.root().join("emperor.pid");
+    let em = s.start(&[
+        "--emperor-stats",
+        &sock.display().to_string(),
+        "--emperor-pidfile",
+        &pidfile.display().to_string(),
+    ]);
     em.wait_log("*** Emperor stats server enabled on ", 5.0);
+    assert!(em
+        .log()
+        .contains(&format!("writing pidfile to {}", pidfile.display())));
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", em.pid)
+    );
     em.wait_log("vassal a.ini is ready to accept requests", 5.0);
     let mut doc = String::new();
     std::os::unix::net::UnixStream::connect(&sock)
