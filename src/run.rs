@@ -139,7 +139,9 @@ fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
             return 1;
         }
     }
-    if !RUNNABLE.iter().any(|k| config.last(k).is_some()) {
+    // systemd socket activation brings its own sockets.
+    let activated = env.iter().any(|(k, _)| k == b"LISTEN_FDS");
+    if !activated && !RUNNABLE.iter().any(|k| config.last(k).is_some()) {
         let _ = writeln!(
             err,
             "The -s/--socket option is missing and stdin is not a socket."

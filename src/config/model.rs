@@ -24,6 +24,13 @@ impl Config {
             .map(|a| text(a.value.as_deref().unwrap_or_default()))
     }
 
+    fn setting(&self, keys: &[&str]) -> Option<Setting> {
+        self.last_of(keys).map(|a| Setting {
+            value: text(a.value.as_deref().unwrap_or_default()),
+            origin: a.origin.to_string(),
+        })
+    }
+
     fn list(&self, keys: &[&str]) -> Vec<String> {
         self.applied
             .iter()
@@ -51,6 +58,14 @@ impl Config {
     }
 }
 
+/// A scalar option's value and where it was set, for error lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub value: String,
+    /// `app.ini line 3`, `command line argument 2`, ...
+    pub origin: String,
+}
+
 /// What a listening socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SocketProto {
@@ -73,7 +88,8 @@ pub struct SocketConfig {
     /// `chmod-socket`: `None` when unset, `Some(None)` for the bare flag
     /// (666), `Some(Some(mode))` otherwise.
     pub chmod: Option<Option<String>>,
-    pub chown: Option<String>,
+    /// `chown-socket = user[:group]` (names or numbers).
+    pub chown: Option<Setting>,
     pub listen: i32,
     pub vacuum: bool,
 }
@@ -95,7 +111,10 @@ pub struct PythonConfig {
     pub lazy_apps: bool,
     pub enable_threads: bool,
     pub threads: usize,
+    /// `py-autoreload`: seconds between scans of the loaded modules.
     pub py_autoreload: u64,
+    /// `py-auto-reload-ignore`: module names the scan skips.
+    pub py_autoreload_ignore: Vec<String>,
 }
 
 /// Per-worker request handling.
@@ -123,8 +142,8 @@ pub struct MasterConfig {
     pub processes: usize,
     pub lazy_apps: bool,
     pub pidfile: Option<String>,
-    pub uid: Option<String>,
-    pub gid: Option<String>,
+    pub uid: Option<Setting>,
+    pub gid: Option<Setting>,
     pub daemonize: Option<String>,
     pub logto: Option<String>,
     pub touch_reload: Vec<String>,
@@ -175,7 +194,7 @@ impl Config {
         SocketConfig {
             sockets,
             chmod,
-            chown: self.str_opt(&["chown-socket"]),
+            chown: self.setting(&["chown-socket"]),
             listen: self.int(&["listen"], i64::from(defaults::LISTEN)) as i32,
             vacuum: self.any_flag(&["vacuum"]),
         }
@@ -197,7 +216,16 @@ impl Config {
             lazy_apps: self.any_flag(&["lazy-apps", "lazy"]),
             enable_threads: self.any_flag(&["enable-threads"]) || self.int(&["threads"], 1) > 1,
             threads: self.int(&["threads"], 1).max(1) as usize,
-            py_autoreload: self.u64(&["py-autoreload", "python-autoreload"], 0),
+            py_autoreload: self.u64(
+                &[
+                    "py-autoreload",
+                    "py-auto-reload",
+                    "python-autoreload",
+                    "python-auto-reload",
+                ],
+                0,
+            ),
+            py_autoreload_ignore: self.list(&["py-auto-reload-ignore"]),
         }
     }
 
@@ -238,8 +266,8 @@ impl Config {
             processes: self.int(&["processes", "workers"], 1).max(0) as usize,
             lazy_apps: self.any_flag(&["lazy-apps", "lazy"]),
             pidfile: self.str_opt(&["pidfile"]),
-            uid: self.str_opt(&["uid"]),
-            gid: self.str_opt(&["gid"]),
+            uid: self.setting(&["uid"]),
+            gid: self.setting(&["gid"]),
             daemonize: self.str_opt(&["daemonize"]),
             logto: self.str_opt(&["logto"]),
             touch_reload: self.list(&["touch-reload"]),

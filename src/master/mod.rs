@@ -3,7 +3,9 @@
 //! touch-reload, graceful reload by re-exec with the sockets kept open,
 //! and the shutdown flows, with uWSGI's log lines.
 
+mod daemon;
 mod emperor_link;
+mod identity;
 mod signals;
 mod sockets;
 
@@ -114,6 +116,7 @@ impl Instance<'_> {
     }
 
     fn start(&self) -> Result<i32, String> {
+        daemon::apply(&self.master, self.is_reload(), self.emperor.is_some())?;
         if let Some(pidfile) = &self.master.pidfile {
             if !self.is_reload() {
                 log(format!("writing pidfile to {pidfile}"));
@@ -125,6 +128,7 @@ impl Instance<'_> {
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
         let listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
+        identity::drop_privileges(&self.master)?;
         if let Some((cfg, _)) = router.as_mut() {
             cfg.local_socket = listeners.first().map(|l| l.name.clone());
         }
@@ -178,10 +182,11 @@ impl Instance<'_> {
                 }
             }
         };
-        let slots = sys::shm::shared_u64s(self.master.processes.max(1))
+        // One harakiri slot per worker, then the instance's request total.
+        let slots = sys::shm::shared_u64s(self.master.processes.max(1) + 1)
             .map_err(|e| format!("mmap(): {e}"))?;
         if !self.master.master {
-            return Ok(self.single(&listeners, apps.as_ref(), &slots[0]));
+            return Ok(self.single(&listeners, apps.as_ref(), slots));
         }
         let mut sup = Supervisor::new(self, listeners, apps, slots, router, emperor, aux);
         sup.supervise()
@@ -228,7 +233,7 @@ impl Instance<'_> {
         &self,
         listeners: &[Listener],
         apps: Option<&python::Apps>,
-        slot: &'static AtomicU64,
+        slots: &'static [AtomicU64],
     ) -> i32 {
         log(format!(
             "spawned uWSGI worker 1 (and the only) (pid: {}, cores: {})",
@@ -252,13 +257,18 @@ impl Instance<'_> {
             },
         };
         notify_ready();
-        let harakiri = HarakiriSlot::new(slot);
+        python::start_autoreloader(
+            self.python.py_autoreload,
+            self.python.py_autoreload_ignore.clone(),
+        );
+        let harakiri = HarakiriSlot::new(&slots[0]);
         let ctx = WorkerContext {
             id: 1,
             listeners,
             config: &self.worker,
             apps,
             harakiri: Some(&harakiri),
+            total: &slots[slots.len() - 1],
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
@@ -474,6 +484,8 @@ impl<'a> Supervisor<'a> {
                 }
             },
         };
+        let py = &self.inst.python;
+        python::start_autoreloader(py.py_autoreload, py.py_autoreload_ignore.clone());
         let harakiri = HarakiriSlot::new(&self.slots[id - 1]);
         let ctx = WorkerContext {
             id,
@@ -481,6 +493,7 @@ impl<'a> Supervisor<'a> {
             config: &self.inst.worker,
             apps,
             harakiri: Some(&harakiri),
+            total: &self.slots[self.slots.len() - 1],
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,

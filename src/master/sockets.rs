@@ -2,7 +2,7 @@
 //! across a reload (matched by name), then bind the rest, with uWSGI's log
 //! lines and `chmod-socket`.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::config::model::SocketConfig;
 use crate::sys::{process, socket};
@@ -11,28 +11,94 @@ use crate::worker::Listener;
 /// Environment variable carrying `fd=name;...` across a reload's exec.
 pub const INHERIT_ENV: &str = "RUWSGI_INHERITED_SOCKETS";
 
-/// Descriptors the previous image of this process kept open for us.
+/// Descriptors handed to us: by the previous image of this process
+/// across a reload (by name), or by systemd socket activation.
 #[derive(Debug, Default)]
 pub struct Inherited {
     pool: Vec<(OwnedFd, String)>,
+    /// systemd's sockets (fd 3 onwards), named by their local address.
+    activated: Vec<(OwnedFd, String)>,
+}
+
+/// systemd's first passed descriptor (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+fn env_value<'a>(env: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+    env.iter()
+        .find(|(k, _)| k == key.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Whether a configured name and a socket's local address are the same
+/// endpoint (`:8080` is `0.0.0.0:8080`).
+fn same_endpoint(configured: &str, local: &str) -> bool {
+    configured == local
+        || configured
+            .strip_prefix(':')
+            .is_some_and(|p| local == format!("0.0.0.0:{p}"))
 }
 
 impl Inherited {
     pub fn from_env(env: &[(Vec<u8>, Vec<u8>)]) -> Inherited {
-        let Some((_, v)) = env.iter().find(|(k, _)| k == INHERIT_ENV.as_bytes()) else {
-            return Inherited::default();
-        };
-        let pool = String::from_utf8_lossy(v)
+        let listed = env_value(env, INHERIT_ENV).unwrap_or_default();
+        let pool = String::from_utf8_lossy(listed)
             .split(';')
             .filter_map(|item| {
                 let (fd, name) = item.split_once('=')?;
-                let fd: i32 = fd.parse().ok()?;
-                // SAFETY: the previous image of this process listed this fd
-                // as a listening socket it kept open across exec for us.
-                Some((unsafe { OwnedFd::from_raw_fd(fd) }, name.to_string()))
+                let fd = socket::adopt(fd.parse().ok()?)?;
+                Some((fd, name.to_string()))
             })
             .collect();
-        Inherited { pool }
+        let mut inherited = Inherited {
+            pool,
+            activated: Vec::new(),
+        };
+        inherited.add_activated(env);
+        inherited
+    }
+
+    /// systemd socket activation: `LISTEN_PID` is us, `LISTEN_FDS` sockets
+    /// from fd 3. The variables are removed so the app does not see them;
+    /// a reload's exec keeps them (same pid), and a descriptor already
+    /// adopted from the reload list is moved, never adopted twice.
+    fn add_activated(&mut self, env: &[(Vec<u8>, Vec<u8>)]) {
+        let Some(pid) = env_value(env, "LISTEN_PID") else {
+            return;
+        };
+        if crate::config::placeholders::atoi(pid) != process::getpid() {
+            return;
+        }
+        let n = env_value(env, "LISTEN_FDS").map_or(0, crate::config::placeholders::atoi);
+        for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(key);
+        }
+        if n <= 0 {
+            return;
+        }
+        log("- SystemD socket activation detected -");
+        for raw in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(n) {
+            let fd = match self.pool.iter().position(|(fd, _)| fd.as_raw_fd() == raw) {
+                Some(pos) => self.pool.remove(pos).0,
+                None => match socket::adopt(raw) {
+                    Some(fd) => fd,
+                    None => {
+                        log(format!("LISTEN_FDS: fd {raw} is not a socket, skipped"));
+                        continue;
+                    }
+                },
+            };
+            let name = socket::local_name(&fd).unwrap_or_else(|| format!("fd://{raw}"));
+            self.activated.push((fd, name));
+        }
+    }
+
+    /// Takes the activated socket bound to the configured `name`.
+    fn take_activated(&mut self, name: &str) -> Option<(OwnedFd, String)> {
+        let pos = self
+            .activated
+            .iter()
+            .position(|(_, n)| same_endpoint(name, n))?;
+        Some(self.activated.remove(pos))
     }
 
     /// Takes the descriptor kept under `name`.
@@ -51,7 +117,7 @@ pub fn open(
     auto_local: bool,
 ) -> Result<Vec<Listener>, String> {
     let mut specs = cfg.sockets.clone();
-    let auto = auto_local && specs.is_empty();
+    let auto = auto_local && specs.is_empty() && inherited.activated.is_empty();
     if auto {
         specs.push(crate::config::model::SocketSpec {
             name: "127.0.0.1:0".into(),
@@ -60,19 +126,19 @@ pub fn open(
     }
     let mut out = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let fd = match inherited.take(&spec.name) {
+        let reused = inherited
+            .take(&spec.name)
+            .or_else(|| inherited.take_activated(&spec.name).map(|(fd, _)| fd));
+        let fd = match reused {
             Some(fd) => {
-                let family = if matches!(socket::parse(&spec.name), socket::Address::Tcp(_)) {
-                    "INET"
-                } else {
-                    "UNIX"
-                };
-                log(format!(
-                    "uwsgi socket {i} inherited {family} address {} fd {}",
-                    spec.name,
-                    fd.as_raw_fd()
-                ));
+                log_inherited(i, &spec.name, &fd);
                 fd
+            }
+            None if matches!(socket::parse(&spec.name), socket::Address::Fd(_)) => {
+                let b = socket::bind(&spec.name, cfg.listen)?;
+                let name = socket::local_name(&b.fd).unwrap_or_else(|| spec.name.clone());
+                log_inherited(i, &name, &b.fd);
+                b.fd
             }
             None => {
                 let b = socket::bind(&spec.name, cfg.listen)?;
@@ -92,6 +158,9 @@ pub fn open(
                 }
                 if let socket::Address::UnixPath(path) = socket::parse(&spec.name) {
                     chmod(cfg, &path)?;
+                    if let Some(owner) = &cfg.chown {
+                        super::identity::chown_socket(owner, &path)?;
+                    }
                 }
                 b.fd
             }
@@ -109,7 +178,28 @@ pub fn open(
             proto: spec.proto,
         });
     }
+    // Activated sockets nobody configured speak the uwsgi protocol.
+    for (fd, name) in std::mem::take(&mut inherited.activated) {
+        log_inherited(out.len(), &name, &fd);
+        out.push(Listener {
+            fd,
+            name,
+            proto: crate::config::model::SocketProto::Uwsgi,
+        });
+    }
     Ok(out)
+}
+
+fn log_inherited(i: usize, name: &str, fd: &OwnedFd) {
+    let family = if matches!(socket::parse(name), socket::Address::Tcp(_)) {
+        "INET"
+    } else {
+        "UNIX"
+    };
+    log(format!(
+        "uwsgi socket {i} inherited {family} address {name} fd {}",
+        fd.as_raw_fd()
+    ));
 }
 
 fn chmod(cfg: &SocketConfig, path: &str) -> Result<(), String> {

@@ -29,6 +29,11 @@ pub trait Exchange: Send {
     fn send_body(&mut self, data: &[u8]) -> io::Result<()>;
     /// Sends `len` bytes of `file` from its current position.
     fn send_file(&mut self, file: &mut File, len: u64) -> io::Result<()>;
+    /// Moves the body's read position (only a body buffered whole by
+    /// `post-buffering` can); `Unsupported` otherwise.
+    fn seek_body(&mut self, _pos: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// The body ends where `read_body` says even without `CONTENT_LENGTH`
     /// (a de-chunked body): sets `wsgi.input_terminated`, which tells
     /// frameworks such as Werkzeug to read to the end.
@@ -205,6 +210,19 @@ impl State {
         let out = self.input.take(limit);
         self.consumed += out.len() as u64;
         Ok(out)
+    }
+
+    /// `seek(pos)`: `Ok(false)` when the body cannot seek.
+    pub(crate) fn seek(&mut self, pos: u64) -> Result<bool, IoFailure> {
+        match self.exchange()?.seek_body(pos) {
+            Ok(()) => {
+                self.input = InputBuf::default();
+                self.consumed = pos;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(false),
+            Err(e) => Err(IoFailure::Client(e)),
+        }
     }
 
     /// `readline(hint)`: through the next `\n`, at most `hint` bytes when

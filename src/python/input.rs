@@ -110,10 +110,27 @@ impl Input {
         self.shared.lock().consumed
     }
 
-    #[pyo3(signature = (*_args))]
-    fn seek(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        Err(PyOSError::new_err(
-            "seeking wsgi.input without post_buffering is IMPOSSIBLE !!!",
-        ))
+    /// Only a body buffered whole (`post-buffering`) can seek; `whence`
+    /// 0 (from the start) and 1 (from the current position).
+    #[pyo3(signature = (offset, whence = 0))]
+    fn seek(&self, py: Python<'_>, offset: i64, whence: i32) -> PyResult<u64> {
+        let base = match whence {
+            0 => 0,
+            1 => i64::try_from(self.tell()).unwrap_or(i64::MAX),
+            _ => {
+                return Err(PyOSError::new_err(
+                    "wsgi.input can only seek with whence 0 or 1",
+                ))
+            }
+        };
+        let pos = u64::try_from(base.saturating_add(offset))
+            .map_err(|_| PyOSError::new_err("negative seek position on wsgi.input"))?;
+        match self.shared.io(py, |s| s.seek(pos)) {
+            Ok(true) => Ok(pos),
+            Ok(false) => Err(PyOSError::new_err(
+                "seeking wsgi.input without post_buffering is IMPOSSIBLE !!!",
+            )),
+            Err(e) => Err(to_pyerr(e, "seek", Some(offset as isize))),
+        }
     }
 }

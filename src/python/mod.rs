@@ -13,6 +13,7 @@
 //! serve requests in parallel while one waits on a slow client.
 
 mod apps;
+mod autoreload;
 mod call;
 mod environ;
 mod exchange;
@@ -24,6 +25,7 @@ mod start_response;
 mod uwsgi_module;
 
 pub use apps::{load_apps, Apps};
+pub use autoreload::start_autoreloader;
 pub use call::{handle, Outcome};
 pub use exchange::Exchange;
 pub use interp::{

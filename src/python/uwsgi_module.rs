@@ -63,7 +63,7 @@ fn request_id() -> u64 {
 
 /// Sends SIGHUP (graceful reload) to the master, as uWSGI does.
 #[pyfunction]
-fn reload(py: Python<'_>) -> PyResult<bool> {
+pub(crate) fn reload(py: Python<'_>) -> PyResult<bool> {
     let pid = interp::master_pid();
     if pid == 0 {
         return Ok(false);

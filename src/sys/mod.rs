@@ -1,9 +1,12 @@
 //! Operating-system helpers: processes, sockets, shared memory, signals,
 //! exec. This is where `unsafe` lives.
 
+pub mod daemon;
+pub mod identity;
 pub mod inotify;
 pub mod process;
 pub mod shm;
+pub mod signals;
 pub mod socket;
 
 use std::ffi::OsStr;

@@ -166,3 +166,10 @@ pub fn unblock_all_signals() {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
+
+/// `_exit(2)`: ends the process without running destructors or atexit
+/// handlers (a forked copy must not flush or clean up its parent's state).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}

@@ -3,7 +3,7 @@
 //! empty host), `[v6]:port`, and `fd://N` (an inherited descriptor).
 
 use std::net::ToSocketAddrs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener};
 
@@ -69,16 +69,14 @@ pub fn bind(name: &str, backlog: i32) -> Result<Bound, String> {
         }
     };
     let bound = match parse(name) {
-        Address::Fd(n) if n >= 0 => {
-            // SAFETY: the user named this descriptor as an inherited
-            // listening socket; we take ownership of it from here on.
-            let fd = unsafe { OwnedFd::from_raw_fd(n) };
+        Address::Fd(n) => {
+            let fd =
+                adopt(n).ok_or_else(|| format!("fd {n} is not an open socket [socket {name}]"))?;
             Bound {
                 fd,
                 family: "inherited",
             }
         }
-        Address::Fd(_) => return Err(format!("invalid fd:// socket name [socket {name}]")),
         Address::UnixPath(path) => {
             if path.is_empty() {
                 return Err("invalid/empty uwsgi socket name".into());
@@ -109,6 +107,23 @@ pub fn bind(name: &str, backlog: i32) -> Result<Bound, String> {
     };
     set_backlog(&bound.fd, backlog).map_err(|e| err("listen", e))?;
     Ok(bound)
+}
+
+/// Takes ownership of descriptor `fd`, handed to us by whoever started
+/// this process (`fd://N`, systemd, our own previous image across a
+/// reload), if it is an open socket. Each number must be adopted once.
+pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fstat writes only into `st`, a zeroed plain C struct.
+    let is_socket = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    };
+    // SAFETY: the descriptor is open (fstat succeeded) and was handed to
+    // this process to own; callers adopt each number once.
+    is_socket.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The local address of a socket, as a uWSGI socket name (for matching

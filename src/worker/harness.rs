@@ -73,12 +73,14 @@ pub(crate) fn python_once() {
 pub(crate) fn run(listeners: &[Listener], config: &WorkerConfig, py: &PythonConfig) -> WorkerExit {
     python_once();
     let apps = python::load_apps(py).expect("apps");
+    let total = std::sync::atomic::AtomicU64::new(0);
     serve(WorkerContext {
         id: 1,
         listeners,
         config,
         apps: &apps,
         harakiri: None,
+        total: &total,
     })
 }
 

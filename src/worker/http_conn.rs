@@ -190,9 +190,18 @@ fn serve_one(
     );
     let mut app = None;
     let mut complete = true;
+    // post-buffering: the body first; a client that fails it never
+    // reaches the app (the failure is logged once by the reader).
+    let buffered = found.is_some()
+        || env.config.post_buffering == 0
+        || reply.buffer_body(env.config.post_buffering).is_ok();
     let reply = match found {
         Some(found) => {
             serve_static(&mut reply, found, head.header(b"if-modified-since"));
+            Some(reply)
+        }
+        None if !buffered => {
+            complete = false;
             Some(reply)
         }
         None => {

@@ -20,6 +20,7 @@ mod listener;
 mod reply;
 mod reqlog;
 mod signals;
+mod spool;
 mod static_files;
 mod status;
 mod uwsgi_conn;
@@ -92,6 +93,9 @@ pub struct WorkerContext<'a> {
     pub config: &'a WorkerConfig,
     pub apps: &'a python::Apps,
     pub harakiri: Option<&'a HarakiriSlot>,
+    /// Requests served by the whole instance (shared memory): the `B` of
+    /// the request line's `req: A/B`.
+    pub total: &'a AtomicU64,
 }
 
 /// Why [`serve`] returned.
@@ -126,6 +130,7 @@ pub(crate) struct Env<'a> {
     pub(crate) core: usize,
     pub(crate) pid: u32,
     requests: &'a AtomicU64,
+    total: &'a AtomicU64,
     harakiri: Option<&'a HarakiriSlot>,
 }
 
@@ -136,12 +141,14 @@ impl Env<'_> {
         }
     }
 
-    /// Ends a request: disarms harakiri, counts it, returns the count.
+    /// Ends a request: disarms harakiri, counts it (for this process and
+    /// for the instance), returns the instance's count.
     pub(crate) fn request_done(&self) -> u64 {
         if let Some(h) = self.harakiri {
             h.disarm();
         }
-        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub(crate) fn log_request(&self, entry: &reqlog::Entry<'_>) {
@@ -287,14 +294,19 @@ fn serve_conn(process: &Process<'_>, core: usize, listener: &Listener, conn: Con
         core,
         pid: process.pid,
         requests: &process.requests,
+        total: ctx.total,
         harakiri: ctx.harakiri,
     };
     let keep_going = || process.control.stop() == Stop::Run && !check_recycle(process);
+    let before = process.requests.load(Ordering::Relaxed);
     match listener.proto {
         SocketProto::Uwsgi => uwsgi_conn::serve(&env, conn),
         SocketProto::Http => http_conn::serve(&env, conn, &keep_going),
     }
-    check_recycle(process);
+    // A connection that carried no request (a probe) recycles nothing.
+    if process.requests.load(Ordering::Relaxed) != before {
+        check_recycle(process);
+    }
     process.control.set_busy(false);
 }
 

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 
 use super::body::{Body, Wire};
+use super::spool::Spool;
 use super::status;
 use crate::python::Exchange;
 
@@ -86,6 +87,8 @@ pub(crate) struct Reply {
     pub(crate) failed: bool,
     /// The connection may carry another request after this one.
     reusable: bool,
+    /// `post-buffering`: the body, read before the app ran.
+    spool: Option<Spool>,
 }
 
 /// `std::io::Error`'s text without the " (os error N)" tail, as strerror.
@@ -118,7 +121,20 @@ impl Reply {
             head_sent: false,
             failed: false,
             reusable: false,
+            spool: None,
         }
+    }
+
+    /// `post-buffering`: reads the whole body now (`limit` bytes in
+    /// memory, the rest in a temporary file); `wsgi.input` then reads the
+    /// copy and can seek. A failure is logged by `read_body`.
+    pub(crate) fn buffer_body(&mut self, limit: usize) -> io::Result<()> {
+        if self.body.is_done() {
+            return Ok(());
+        }
+        let spool = Spool::fill(limit, |buf| self.read_body(buf))?;
+        self.spool = Some(spool);
+        Ok(())
     }
 
     /// uWSGI's one line for a failed write: `TIMEOUT !!!` for a client
@@ -252,6 +268,9 @@ impl Reply {
 
 impl Exchange for Reply {
     fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(spool) = &mut self.spool {
+            return std::io::Read::read(spool, buf);
+        }
         if let Proto::Http {
             expect_continue: true,
             ..
@@ -334,6 +353,13 @@ impl Exchange for Reply {
         self.pending = head;
         self.head_sent = true;
         Ok(())
+    }
+
+    fn seek_body(&mut self, pos: u64) -> io::Result<()> {
+        match &mut self.spool {
+            Some(spool) => spool.seek_to(pos),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
     fn send_body(&mut self, data: &[u8]) -> io::Result<()> {

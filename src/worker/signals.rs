@@ -13,8 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::sys::signals::SigId;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-use signal_hook::SigId;
 
 use super::SHUTDOWN_EXIT;
 
@@ -66,19 +66,13 @@ impl Control {
             (SIGQUIT, Stop::Shutdown),
             (SIGTERM, Stop::Shutdown),
         ] {
-            let st = Arc::clone(&state);
-            let in_request = Arc::clone(&busy);
-            // SAFETY: the action only does atomic loads/fetch_max and
-            // `_exit` (signal_hook::low_level::exit), all async-signal-safe;
-            // it allocates nothing and takes no lock.
-            let id = unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    if stop == Stop::Shutdown && in_request.load(Ordering::SeqCst) > 0 {
-                        signal_hook::low_level::exit(SHUTDOWN_EXIT);
-                    }
-                    st.fetch_max(stop as u8, Ordering::SeqCst);
-                })
-            }?;
+            let id = crate::sys::signals::raise_level_on(
+                sig,
+                Arc::clone(&state),
+                stop as u8,
+                Arc::clone(&busy),
+                (stop == Stop::Shutdown).then_some(SHUTDOWN_EXIT),
+            )?;
             ids.push(id);
             ids.push(signal_hook::low_level::pipe::register(
                 sig,
@@ -120,7 +114,7 @@ impl Control {
 impl Drop for Control {
     fn drop(&mut self) {
         for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
+            crate::sys::signals::unregister(id);
         }
     }
 }

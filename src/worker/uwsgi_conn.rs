@@ -152,6 +152,11 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         method,
         path_info,
     );
+    // post-buffering: the body first; a client that fails it never
+    // reaches the app (the failure is logged once by the reader).
+    let buffered = found.is_some()
+        || env.config.post_buffering == 0
+        || reply.buffer_body(env.config.post_buffering).is_ok();
     let reply = match found {
         Some(found) => {
             super::http_conn::serve_static(
@@ -161,6 +166,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
             );
             Some(reply)
         }
+        None if !buffered => Some(reply),
         None => {
             let (outcome, back) = crate::python::handle(env.apps, &vars, env.config.threads, reply);
             entry.app = outcome.app_id.map(|id| (id, outcome.app_requests));

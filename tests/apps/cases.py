@@ -18,8 +18,12 @@
 /status        status given as a bare code: "404"
 /sleep         sleeps QUERY_STRING seconds (default 1)
 /big           streams 64 MiB in 1 MiB chunks (client disconnect tests)
+/ids           "UID GID" of the process running the app
+/seek          reads the body, seeks back to 0 and reads it again
+/getenv        os.environ[QUERY_STRING], or "-" when unset
 """
 import io
+import os
 import time
 
 _closed = []
@@ -122,5 +126,20 @@ def application(environ, start_response):
     if path == "/big":
         start_response("200 OK", text)
         return (b"x" * (1 << 20) for _ in range(64))
+    if path == "/ids":
+        start_response("200 OK", text)
+        return [b"%d %d" % (os.getuid(), os.getgid())]
+    if path == "/seek":
+        body = environ["wsgi.input"]
+        first = body.read()
+        body.seek(0)
+        again = body.read()
+        out = b"%d %s" % (len(first), b"same" if first == again else b"differ")
+        start_response("200 OK", text)
+        return [out]
+    if path == "/getenv":
+        value = os.environ.get(environ.get("QUERY_STRING", ""), "-")
+        start_response("200 OK", text)
+        return [value.encode()]
     start_response("200 OK", text)
     return [b"default"]

@@ -187,7 +187,6 @@ fn plain_app_over_uwsgi_and_http_sockets() {
 /// `req: A/B` of the request line: B counts the requests of the whole
 /// instance (`emperor-and-master.md` §2.17.b), whichever worker served them.
 #[test]
-#[ignore = "bug: the total in `req: A/B` is counted per worker (src/worker/mod.rs Env::request_done)"]
 fn request_line_total_counts_the_whole_instance() {
     let mut it = Instance::start("master = true\nprocesses = 2\nwsgi-file = @APPS@/cases.py");
     // Two overlapping requests keep both workers busy at once.
@@ -975,3 +974,5 @@ fn home_venv_of_another_python_fails_in_one_clear_line() {
         "{err}"
     );
 }
+
+mod options;
