@@ -77,6 +77,8 @@ struct Instance<'a> {
     sockets: SocketConfig,
     worker: WorkerConfig,
     python: PythonConfig,
+    /// The `route*` rules the workers run (for requests not from our router).
+    routes: crate::routing::Table,
     argv: Vec<Vec<u8>>,
     env: Vec<(Vec<u8>, Vec<u8>)>,
     /// Set when an emperor started us.
@@ -89,7 +91,15 @@ pub fn run(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32
     let mut master = config.master_config();
     // A vassal always runs a master: the emperor talks to it.
     master.master |= emperor.is_some();
+    let routes = match config.routing_table() {
+        Ok(t) => t,
+        Err(e) => {
+            log(e.to_string());
+            return 1;
+        }
+    };
     let inst = Instance {
+        routes,
         config,
         master,
         sockets: config.socket_config(),
@@ -124,9 +134,18 @@ impl Instance<'_> {
         let mut inherited = sockets::Inherited::from_env(&self.env);
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
-        let listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
+        let mut listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
+        let mut _private = None;
         if let Some((cfg, _)) = router.as_mut() {
             cfg.local_socket = listeners.first().map(|l| l.name.clone());
+            if wants_local {
+                // The router reaches the workers by its own socket, so they
+                // know its requests are routed already.
+                let (l, dir) = sockets::router_private(self.sockets.listen)?;
+                cfg.local_socket = Some(l.name.clone());
+                listeners.push(l);
+                _private = Some(dir);
+            }
         }
         let emperor = self.emperor_setup();
         // Auxiliary processes start before Python, while we are single-threaded.
@@ -259,6 +278,7 @@ impl Instance<'_> {
             config: &self.worker,
             apps,
             harakiri: Some(&harakiri),
+            routes: &self.routes,
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
@@ -481,6 +501,7 @@ impl<'a> Supervisor<'a> {
             config: &self.inst.worker,
             apps,
             harakiri: Some(&harakiri),
+            routes: &self.inst.routes,
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
@@ -698,6 +719,7 @@ impl<'a> Supervisor<'a> {
         let kept = self
             .listeners
             .iter()
+            .filter(|l| !l.pre_routed)
             .map(|l| (&l.fd, l.name.as_str()))
             .chain(
                 router_fds

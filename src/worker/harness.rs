@@ -29,6 +29,7 @@ pub(crate) fn bind(name: &str, proto: SocketProto) -> Listener {
         fd,
         name: name.to_string(),
         proto,
+        pre_routed: false,
     }
 }
 
@@ -79,6 +80,7 @@ pub(crate) fn run(listeners: &[Listener], config: &WorkerConfig, py: &PythonConf
         config,
         apps: &apps,
         harakiri: None,
+        routes: &crate::routing::Table::default(),
     })
 }
 

@@ -19,6 +19,7 @@ mod http_conn;
 mod listener;
 mod reply;
 mod reqlog;
+mod route;
 mod signals;
 mod static_files;
 mod status;
@@ -92,6 +93,8 @@ pub struct WorkerContext<'a> {
     pub config: &'a WorkerConfig,
     pub apps: &'a python::Apps,
     pub harakiri: Option<&'a HarakiriSlot>,
+    /// The instance's `route*` rules.
+    pub routes: &'a crate::routing::Table,
 }
 
 /// Why [`serve`] returned.
@@ -125,6 +128,7 @@ pub(crate) struct Env<'a> {
     pub(crate) hostname: &'a str,
     pub(crate) core: usize,
     pub(crate) pid: u32,
+    pub(crate) routes: &'a crate::routing::Table,
     requests: &'a AtomicU64,
     harakiri: Option<&'a HarakiriSlot>,
 }
@@ -286,6 +290,7 @@ fn serve_conn(process: &Process<'_>, core: usize, listener: &Listener, conn: Con
         hostname: &process.hostname,
         core,
         pid: process.pid,
+        routes: ctx.routes,
         requests: &process.requests,
         harakiri: ctx.harakiri,
     };
