@@ -103,9 +103,10 @@ impl Config {
             .collect()
     }
 
-    /// The HTTP router's slice; fails on the first bad routing rule.
-    pub fn router_config(&self) -> Result<RouterConfig, ConfigError> {
-        let routes = Table::from_entries(self.applied.iter().map(|a| {
+    /// The `route*` tables; fails on the first bad rule, naming its
+    /// file and line.
+    pub fn routing_table(&self) -> Result<Table, ConfigError> {
+        Table::from_entries(self.applied.iter().map(|a| {
             (
                 a.key.as_slice(),
                 a.value.as_deref().unwrap_or_default(),
@@ -115,7 +116,12 @@ impl Config {
         .map_err(|e| ConfigError {
             message: e.to_string(),
             origin: Some(e.origin.clone()),
-        })?;
+        })
+    }
+
+    /// The HTTP router's slice; fails on the first bad routing rule.
+    pub fn router_config(&self) -> Result<RouterConfig, ConfigError> {
+        let routes = self.routing_table()?;
         let timeout = self
             .secs("http-timeout")
             .unwrap_or(Duration::from_secs(router_defaults::TIMEOUT));

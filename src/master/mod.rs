@@ -79,6 +79,8 @@ struct Instance<'a> {
     sockets: SocketConfig,
     worker: WorkerConfig,
     python: PythonConfig,
+    /// The `route*` rules the workers run (for requests not from our router).
+    routes: crate::routing::Table,
     argv: Vec<Vec<u8>>,
     env: Vec<(Vec<u8>, Vec<u8>)>,
     /// Set when an emperor started us.
@@ -91,7 +93,15 @@ pub fn run(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32
     let mut master = config.master_config();
     // A vassal always runs a master: the emperor talks to it.
     master.master |= emperor.is_some();
+    let routes = match config.routing_table() {
+        Ok(t) => t,
+        Err(e) => {
+            log(e.to_string());
+            return 1;
+        }
+    };
     let inst = Instance {
+        routes,
         config,
         master,
         sockets: config.socket_config(),
@@ -127,10 +137,21 @@ impl Instance<'_> {
         let mut inherited = sockets::Inherited::from_env(&self.env);
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
-        let listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
+        let mut listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
         identity::drop_privileges(&self.master)?;
+        // Created after the drop: the router (running as that user too)
+        // must be able to reach it.
+        let mut _private = None;
         if let Some((cfg, _)) = router.as_mut() {
             cfg.local_socket = listeners.first().map(|l| l.name.clone());
+            if wants_local {
+                // The router reaches the workers by its own socket, so they
+                // know its requests are routed already.
+                let (l, dir) = sockets::router_private(self.sockets.listen, &mut inherited)?;
+                cfg.local_socket = Some(l.name.clone());
+                listeners.push(l);
+                _private = Some(dir);
+            }
         }
         let emperor = self.emperor_setup();
         // Auxiliary processes start before Python, while we are single-threaded.
@@ -269,6 +290,7 @@ impl Instance<'_> {
             apps,
             harakiri: Some(&harakiri),
             total: &slots[slots.len() - 1],
+            routes: &self.routes,
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
@@ -494,6 +516,7 @@ impl<'a> Supervisor<'a> {
             apps,
             harakiri: Some(&harakiri),
             total: &self.slots[self.slots.len() - 1],
+            routes: &self.inst.routes,
         };
         match worker::serve(ctx) {
             WorkerExit::Shutdown => exit_code::END,
@@ -711,6 +734,7 @@ impl<'a> Supervisor<'a> {
         let kept = self
             .listeners
             .iter()
+            .filter(|l| !l.pre_routed)
             .map(|l| (&l.fd, l.name.as_str()))
             .chain(
                 router_fds

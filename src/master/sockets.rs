@@ -176,6 +176,7 @@ pub fn open(
             fd,
             name,
             proto: spec.proto,
+            pre_routed: false,
         });
     }
     // Activated sockets nobody configured speak the uwsgi protocol.
@@ -185,6 +186,7 @@ pub fn open(
             fd,
             name,
             proto: crate::config::model::SocketProto::Uwsgi,
+            pre_routed: false,
         });
     }
     Ok(out)
@@ -224,6 +226,63 @@ pub fn describe_for_exec<'a>(fds: impl Iterator<Item = (&'a OwnedFd, &'a str)>) 
     })
     .collect::<Vec<_>>()
     .join(";")
+}
+
+/// The HTTP router's private way to the workers: a uwsgi socket in a
+/// directory only this user can enter (mode 0700, checked when it already
+/// exists), so no other client can pass for the router. Requests accepted
+/// on it skip the workers' routing table: the router applied it.
+/// The directory is named after the master's pid, which a reload keeps.
+pub fn router_private(
+    listen: i32,
+    inherited: &mut Inherited,
+) -> Result<(Listener, PrivateDir), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = std::env::temp_dir().join(format!("ruwsgi-router-{}", process::getpid()));
+    let fail = |e: std::io::Error| format!("{e} [router private socket {}]", dir.display());
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(&dir).map_err(fail)?;
+            if !meta.is_dir() || meta.uid() != process::geteuid() || meta.mode() & 0o077 != 0 {
+                return Err(fail(std::io::Error::other(
+                    "exists and is not a private directory of ours",
+                )));
+            }
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    let path = dir.join("router.sock");
+    let name = path.display().to_string();
+    // After a reload the same socket is kept: the router never finds the
+    // path missing.
+    let fd = match inherited.take(&name) {
+        Some(fd) => fd,
+        None => {
+            let _ = std::fs::remove_file(&path);
+            socket::bind(&name, listen)?.fd
+        }
+    };
+    Ok((
+        Listener {
+            fd,
+            name,
+            proto: crate::config::model::SocketProto::Uwsgi,
+            pre_routed: true,
+        },
+        PrivateDir(dir),
+    ))
+}
+
+/// Removes the router's private directory when the master ends.
+#[derive(Debug)]
+pub struct PrivateDir(std::path::PathBuf);
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.join("router.sock"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// The name a router listener is kept under across a reload.

@@ -45,6 +45,7 @@ use crate::routing::{HeaderOp, Var};
 use upstream::Pool;
 
 pub use gateway::{serve, signal_pipe};
+pub use wire::{http_request, uwsgi_packet};
 
 /// Bytes queued toward one peer before reading from the other side
 /// pauses (backpressure).

@@ -72,6 +72,12 @@ pub fn getpid() -> libc::pid_t {
     std::process::id() as libc::pid_t
 }
 
+/// The effective user id.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Replaces this process image with the current executable (same pid),
 /// keeping fds that are not close-on-exec. Returns only on failure.
 pub fn exec_self(argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> std::io::Error {

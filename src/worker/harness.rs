@@ -29,6 +29,7 @@ pub(crate) fn bind(name: &str, proto: SocketProto) -> Listener {
         fd,
         name: name.to_string(),
         proto,
+        pre_routed: false,
     }
 }
 
@@ -81,6 +82,7 @@ pub(crate) fn run(listeners: &[Listener], config: &WorkerConfig, py: &PythonConf
         apps: &apps,
         harakiri: None,
         total: &total,
+        routes: &crate::routing::Table::default(),
     })
 }
 

@@ -93,13 +93,6 @@ pub(crate) fn serve_static(reply: &mut Reply, mut found: Found, ims: Option<&[u8
     }
 }
 
-fn var<'a>(vars: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
-    vars.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_slice())
-}
-
 /// The vars block size uWSGI reports: 2+key+2+value per variable.
 fn packet_size(vars: &[(Vec<u8>, Vec<u8>)]) -> usize {
     vars.iter().map(|(k, v)| 4 + k.len() + v.len()).sum()
@@ -165,7 +158,7 @@ fn serve_one(
             ..HttpSocketEnv::default()
         },
     );
-    let refs: Vec<(&[u8], &[u8])> = vars
+    let mut refs: Vec<(&[u8], &[u8])> = vars
         .iter()
         .map(|(k, v)| (k.as_slice(), v.as_slice()))
         .collect();
@@ -181,13 +174,26 @@ fn serve_one(
     };
     let mut reply = Reply::new(wire, body, proto, head.protocol.clone(), who);
     env.request_started();
-    let path_info = var(&vars, b"PATH_INFO").unwrap_or_default();
-    let found = static_files::lookup(
-        &env.config.static_maps,
-        &env.config.check_static,
-        &head.method,
-        path_info,
-    );
+    let (extra, done, do_log) = match super::route::request(env, &refs, &mut reply) {
+        super::route::Routed::App { vars, log } => (vars, false, log),
+        super::route::Routed::Done { log } => (Vec::new(), true, log),
+    };
+    refs.extend(extra.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+    let path_info = refs
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == b"PATH_INFO")
+        .map_or(&b""[..], |(_, v)| *v);
+    let found = (!done)
+        .then(|| {
+            static_files::lookup(
+                &env.config.static_maps,
+                &env.config.check_static,
+                &head.method,
+                path_info,
+            )
+        })
+        .flatten();
     let mut app = None;
     let mut complete = true;
     // post-buffering: the body first; a client that fails it never
@@ -196,6 +202,11 @@ fn serve_one(
         || env.config.post_buffering == 0
         || reply.buffer_body(env.config.post_buffering).is_ok();
     let reply = match found {
+        // Routing answered: the connection closes after.
+        _ if done => {
+            complete = false;
+            Some(reply)
+        }
         Some(found) => {
             serve_static(&mut reply, found, head.header(b"if-modified-since"));
             Some(reply)
@@ -230,7 +241,9 @@ fn serve_one(
     entry.stats = reply.stats;
     entry.total = env.request_done();
     entry.elapsed = started.elapsed();
-    env.log_request(&entry);
+    if do_log {
+        env.log_request(&entry);
+    }
     if reusable && reply.skip_body(MAX_DRAIN) {
         return Some(reply.wire);
     }

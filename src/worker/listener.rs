@@ -21,6 +21,9 @@ pub struct Listener {
     /// As configured (`127.0.0.1:3031`, `/tmp/app.sock`, ...).
     pub name: String,
     pub proto: SocketProto,
+    /// The instance's HTTP router's private socket: its requests were
+    /// routed by the router and skip the routing table here.
+    pub pre_routed: bool,
 }
 
 /// A worker thread's handle on a [`Listener`] (its own descriptor, so the

@@ -19,6 +19,7 @@ mod http_conn;
 mod listener;
 mod reply;
 mod reqlog;
+mod route;
 mod signals;
 mod spool;
 mod static_files;
@@ -96,6 +97,8 @@ pub struct WorkerContext<'a> {
     /// Requests served by the whole instance (shared memory): the `B` of
     /// the request line's `req: A/B`.
     pub total: &'a AtomicU64,
+    /// The instance's `route*` rules.
+    pub routes: &'a crate::routing::Table,
 }
 
 /// Why [`serve`] returned.
@@ -129,6 +132,7 @@ pub(crate) struct Env<'a> {
     pub(crate) hostname: &'a str,
     pub(crate) core: usize,
     pub(crate) pid: u32,
+    pub(crate) routes: &'a crate::routing::Table,
     requests: &'a AtomicU64,
     total: &'a AtomicU64,
     harakiri: Option<&'a HarakiriSlot>,
@@ -293,6 +297,7 @@ fn serve_conn(process: &Process<'_>, core: usize, listener: &Listener, conn: Con
         hostname: &process.hostname,
         core,
         pid: process.pid,
+        routes: ctx.routes,
         requests: &process.requests,
         total: ctx.total,
         harakiri: ctx.harakiri,

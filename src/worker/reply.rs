@@ -89,6 +89,8 @@ pub(crate) struct Reply {
     reusable: bool,
     /// `post-buffering`: the body, read before the app ran.
     spool: Option<Spool>,
+    /// Header edits from the worker's routing rules (`addheader`, ...).
+    pub(crate) header_ops: Vec<crate::routing::HeaderOp>,
 }
 
 /// `std::io::Error`'s text without the " (os error N)" tail, as strerror.
@@ -122,6 +124,7 @@ impl Reply {
             failed: false,
             reusable: false,
             spool: None,
+            header_ops: Vec::new(),
         }
     }
 
@@ -327,8 +330,15 @@ impl Exchange for Reply {
     }
 
     fn send_head(&mut self, status: &[u8], headers: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
-        let code = status::code(status);
         let mut headers = headers.to_vec();
+        let edited;
+        let status = if self.header_ops.is_empty() {
+            status
+        } else {
+            edited = super::route::edit_headers(status, &mut headers, &self.header_ops);
+            &edited
+        };
+        let code = status::code(status);
         self.frame(code, &mut headers);
         let mut head = Vec::with_capacity(256);
         let proto: &[u8] = if self.protocol.is_empty() {

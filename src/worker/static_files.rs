@@ -161,7 +161,7 @@ fn mime_table() -> &'static HashMap<String, String> {
     })
 }
 
-fn mime_type(path: &Path) -> Option<String> {
+pub(crate) fn mime_type(path: &Path) -> Option<String> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     mime_table().get(&ext).cloned()
 }

@@ -145,6 +145,28 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         who,
     );
     env.request_started();
+    let do_log;
+    let extra = match super::route::request(env, &vars, &mut reply) {
+        super::route::Routed::App { vars, log } => {
+            do_log = log;
+            vars
+        }
+        super::route::Routed::Done { log } => {
+            reply.wire.stream.shutdown_write();
+            entry.stats = reply.stats;
+            entry.total = env.request_done();
+            entry.elapsed = started.elapsed();
+            if log {
+                env.log_request(&entry);
+            }
+            return;
+        }
+    };
+    let vars: Vec<(&[u8], &[u8])> = vars
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        .collect();
     let path_info = var(&vars, b"PATH_INFO").unwrap_or_default();
     let found = static_files::lookup(
         &env.config.static_maps,
@@ -180,5 +202,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     }
     entry.total = env.request_done();
     entry.elapsed = started.elapsed();
-    env.log_request(&entry);
+    if do_log {
+        env.log_request(&entry);
+    }
 }

@@ -1,0 +1,246 @@
+//! Where the routing table runs: a request the instance's own HTTP router
+//! forwards to its workers was routed by the router and is not routed again
+//! in the worker; a request that comes straight to a worker's `socket` or
+//! `http-socket` runs the same rules in the worker. Each rule here has a
+//! visible effect (a response header, a log line, a variable) that must
+//! happen exactly once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::server::{
+    free_port, request, sock_path, spawn_ours, uwsgi_packet, wait_tcp, wait_unix, Addr, Proc,
+    Reply, READY,
+};
+use crate::util::{repo_root, TempDir};
+
+/// Header lines of a reply named `name` (any case).
+fn header_count(reply: &Reply, name: &str) -> usize {
+    let text = reply.text();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        })
+        .count()
+}
+
+/// The environ the app saw: the JSON `[[key, value], ...]` of
+/// `tests/apps/environ.py`, as (key, value) strings.
+fn environ(reply: &Reply) -> Vec<(String, String)> {
+    let body = String::from_utf8_lossy(reply.body()).into_owned();
+    let pairs: Vec<Vec<String>> = serde_json_lite(&body);
+    pairs
+        .into_iter()
+        .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
+        .collect()
+}
+
+/// A tiny reader for the `[["k","v"],...]` the environ app prints (plain
+/// strings only; enough for these assertions).
+fn serde_json_lite(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut depth = 0;
+    while let Some(c) = chars.next() {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth -= 1;
+                if depth == 1 {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            '"' => {
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                s.push(e);
+                            }
+                        }
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                cur.push(s);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+struct Site {
+    server: Proc,
+    port: u16,
+    u: PathBuf,
+    h: PathBuf,
+    _dir: TempDir,
+}
+
+/// Starts `master + http + socket + http-socket` serving the environ app
+/// with three rules: a response header, a log line, a variable.
+fn start() -> Site {
+    let dir = TempDir::new();
+    let (u, h) = (
+        sock_path(dir.path(), "u.sock"),
+        sock_path(dir.path(), "h.sock"),
+    );
+    let app = repo_root().join("tests/apps/environ.py");
+    for _ in 0..3 {
+        let port = free_port();
+        let ini = dir.path().join("app.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[uwsgi]\nmaster = true\nprocesses = 1\nhttp = 127.0.0.1:{port}\n\
+                 socket = {u}\nhttp-socket = {h}\nwsgi-file = {}\n\
+                 route = ^/ addheader:X-Once: yes\n\
+                 route = ^/ log:ROUTED-ONCE ${{REQUEST_URI}}\n\
+                 route = ^/ addvar:ROUTE_MARK=${{ROUTE_MARK}}x\n",
+                app.display()
+            ),
+        )
+        .expect("writing app.ini");
+        let mut server = spawn_ours(dir.path(), &["--ini", &ini.display().to_string()]);
+        server.wait_line("spawned uWSGI worker 1 (", READY);
+        if !wait_tcp(port, READY) {
+            if server.log().contains("in use") {
+                continue;
+            }
+            panic!("router never accepted\n{}", server.tail());
+        }
+        for s in [&u, &h] {
+            assert!(wait_unix(Path::new(s), READY), "{s}\n{}", server.tail());
+        }
+        return Site {
+            server,
+            port,
+            u: u.into(),
+            h: h.into(),
+            _dir: dir,
+        };
+    }
+    panic!("no free port after 3 tries");
+}
+
+impl Site {
+    /// Asserts the effects of the three rules happened exactly once for
+    /// the request to `uri`.
+    fn once(&self, reply: &Reply, uri: &str) {
+        let tail = self.server.tail();
+        assert_eq!(reply.status(), Some(200), "{}\n{tail}", reply.text());
+        assert_eq!(header_count(reply, "X-Once"), 1, "{}", reply.text());
+        let env = environ(reply);
+        let marks: Vec<&str> = env
+            .iter()
+            .filter(|(k, _)| k == "ROUTE_MARK")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(marks, ["x"], "the addvar rule ran {marks:?}");
+        let line = format!("ROUTED-ONCE {uri}");
+        let seen = crate::server::wait_for(READY, || (self.server.count(&line) > 0).then_some(()));
+        assert!(seen.is_some(), "no {line:?} logged\n{tail}");
+        assert_eq!(
+            self.server.log().lines().filter(|l| *l == line).count(),
+            1,
+            "{tail}"
+        );
+    }
+}
+
+#[test]
+fn router_requests_are_routed_once_direct_ones_in_the_worker() {
+    let site = start();
+    // Through the router: it ran the rules, the worker must not.
+    let r = request(
+        &Addr::Tcp(site.port),
+        b"GET /via-router HTTP/1.0\r\nHost: it.test\r\n\r\n",
+    );
+    site.once(&r, "/via-router");
+    // Straight to the http-socket (as from nginx): the worker runs them.
+    let r = request(
+        &Addr::Unix(site.h.clone()),
+        b"GET /via-http-socket HTTP/1.0\r\nHost: it.test\r\n\r\n",
+    );
+    site.once(&r, "/via-http-socket");
+    // Straight to socket 0 with the uwsgi protocol: a client there cannot
+    // pass for the router; the rules run in the worker.
+    let packet = uwsgi_packet(
+        0,
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/via-socket"),
+            ("PATH_INFO", "/via-socket"),
+            ("QUERY_STRING", ""),
+            ("SERVER_PROTOCOL", "HTTP/1.0"),
+            ("SERVER_NAME", "it.test"),
+            ("SERVER_PORT", "80"),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("UWSGI_ROUTER", "http"),
+        ],
+    );
+    let r = request(&Addr::Unix(site.u.clone()), &packet);
+    site.once(&r, "/via-socket");
+
+    // The router's own way in is a socket in a directory only this user
+    // can enter.
+    let private = std::env::temp_dir().join(format!("ruwsgi-router-{}", site.server.pid()));
+    let mode = std::fs::metadata(&private)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", private.display(), site.server.tail()))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", private.display());
+}
+
+#[test]
+fn worker_routing_actions_answer_direct_requests() {
+    let dir = TempDir::new();
+    let h = sock_path(dir.path(), "h.sock");
+    let app = repo_root().join("tests/apps/environ.py");
+    let ini = dir.path().join("app.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {h}\nwsgi-file = {}\n\
+             route = ^/old$ redirect-301:/new\n\
+             route = ^/gone$ return:410\n\
+             route = ^/drop$ delheader:Content-Type\n\
+             route-uri = ^/rw/(.*)$ rewrite:/new/$1\n",
+            app.display()
+        ),
+    )
+    .expect("writing app.ini");
+    let mut server = spawn_ours(dir.path(), &["--ini", &ini.display().to_string()]);
+    server.wait_line("spawned uWSGI worker 1 (", READY);
+    let h = PathBuf::from(h);
+    assert!(wait_unix(&h, READY), "{}", server.tail());
+    let get = |path: &str| {
+        request(
+            &Addr::Unix(h.clone()),
+            format!("GET {path} HTTP/1.0\r\nHost: it.test\r\n\r\n").as_bytes(),
+        )
+    };
+    let r = get("/old");
+    assert_eq!(r.status(), Some(301), "{}", r.text());
+    assert!(r.text().contains("\r\nLocation: /new\r\n"), "{}", r.text());
+    let r = get("/gone");
+    assert_eq!(r.status(), Some(410), "{}", r.text());
+    let r = get("/drop");
+    assert_eq!(r.status(), Some(200), "{}", r.text());
+    assert_eq!(header_count(&r, "Content-Type"), 0, "{}", r.text());
+    let r = get("/rw/x?q=1");
+    let env = environ(&r);
+    let path = env.iter().rev().find(|(k, _)| k == "PATH_INFO");
+    assert_eq!(
+        path.map(|(_, v)| v.as_str()),
+        Some("/new/x"),
+        "{}",
+        r.text()
+    );
+}
