@@ -5,6 +5,7 @@
 
 mod emperor_link;
 mod reload;
+pub use emperor_link::announce_loyalty;
 pub use reload::remember_start_dir;
 mod signals;
 mod sockets;
@@ -488,6 +489,9 @@ impl<'a> Supervisor<'a> {
                 process::set_parent_death_signal(libc::SIGKILL);
                 python::after_fork_child();
                 python::set_worker_id(id, self.inst.master.processes);
+                if let Some(link) = &self.inst.emperor {
+                    emperor_link::arm_loyalty(link.fd());
+                }
                 let code = self.worker_main(id);
                 std::process::exit(code);
             }

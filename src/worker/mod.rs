@@ -141,7 +141,11 @@ impl Env<'_> {
         if let Some(h) = self.harakiri {
             h.disarm();
         }
-        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 {
+            crate::master::announce_loyalty();
+        }
+        n
     }
 
     pub(crate) fn log_request(&self, entry: &reqlog::Entry<'_>) {
