@@ -402,6 +402,21 @@ impl<'a> Loop<'a> {
     fn reap(&mut self, now: Now) {
         while let Some((pid, kind)) = process::reap() {
             if let Some(&key) = self.emp.by_pid.get(&pid) {
+                let v = &self.emp.vassals[key].v;
+                let failure = match kind {
+                    process::ExitKind::Code(0) => None,
+                    process::ExitKind::Code(c) => Some(format!("exit code {c}")),
+                    process::ExitKind::Signal(s) => Some(format!("killed by signal {s}")),
+                };
+                // The vassal's own error went to the shared log just before;
+                // this line ties it to the file.
+                if let (Some(how), false) = (failure, v.ready || v.accepting || v.loyal) {
+                    let line = format!(
+                        "[emperor] vassal {} (pid: {pid}) failed before it was ready ({how}): see its error above",
+                        v.id()
+                    );
+                    self.emp.log.verbose(line);
+                }
                 self.emp.step(key, Event::Exited(kind), now);
             }
         }

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::protocol::emperor::{received_log, FromVassal, ToVassal};
 
@@ -73,5 +74,28 @@ impl EmperorLink {
                 Command::Lost
             }
         }
+    }
+}
+
+/// The emperor pipe as a worker sees it: set in each worker of a vassal,
+/// taken by its first finished request.
+static LOYALTY_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// In a freshly forked worker: its first request will announce loyalty.
+pub fn arm_loyalty(fd: RawFd) {
+    LOYALTY_FD.store(fd, Ordering::Relaxed);
+}
+
+/// Called when a worker finished its first request: tells the emperor this
+/// vassal works (byte 17, once per worker process, as uWSGI's workers do).
+pub fn announce_loyalty() {
+    let fd = LOYALTY_FD.swap(-1, Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    super::log("announcing my loyalty to the Emperor...");
+    let byte = [FromVassal::Loyal.to_byte()];
+    if let Err(e) = crate::sys::process::write_fd(fd, &byte) {
+        super::log(format!("write(): {e} [emperor pipe]"));
     }
 }

@@ -6,6 +6,9 @@
 mod daemon;
 mod emperor_link;
 mod identity;
+mod reload;
+pub use emperor_link::announce_loyalty;
+pub use reload::remember_start_dir;
 mod signals;
 mod sockets;
 
@@ -68,6 +71,9 @@ enum Phase {
     Running,
     /// Waiting for the workers to go, then re-exec.
     Reloading,
+    /// Waiting for the auxiliary processes to go, then re-exec with the
+    /// workers still serving (see `reload`).
+    HandingOver,
     /// Waiting for the workers to go, then exit 0.
     ShuttingDown,
 }
@@ -134,14 +140,36 @@ impl Instance<'_> {
                     .map_err(|e| format!("open(\"{pidfile}\"): {e} [pidfile]"))?;
             }
         }
-        let mut inherited = sockets::Inherited::from_env(&self.env);
+        let inherited = sockets::Inherited::from_env(&self.env);
+        let handover = reload::Handover::from_env(&self.env, &inherited);
+        let failed = match self.serve(inherited, &handover) {
+            Ok(Serve::Supervise(mut sup)) => {
+                sup.handover = handover;
+                return sup.supervise();
+            }
+            Ok(Serve::Exit(code)) => return Ok(code),
+            Err(e) => e,
+        };
+        if handover.has_workers() {
+            return Ok(self.keep_old_workers(handover, &failed));
+        }
+        Err(failed)
+    }
+
+    /// Opens the sockets, starts the auxiliary processes and loads the
+    /// app: everything before the workers are forked.
+    fn serve(
+        &self,
+        mut inherited: sockets::Inherited,
+        handover: &reload::Handover,
+    ) -> Result<Serve<'_>, String> {
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
         let mut listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
         identity::drop_privileges(&self.master)?;
         // Created after the drop: the router (running as that user too)
         // must be able to reach it.
-        let mut _private = None;
+        let mut private = None;
         if let Some((cfg, _)) = router.as_mut() {
             cfg.local_socket = listeners.first().map(|l| l.name.clone());
             if wants_local {
@@ -150,7 +178,7 @@ impl Instance<'_> {
                 let (l, dir) = sockets::router_private(self.sockets.listen, &mut inherited)?;
                 cfg.local_socket = Some(l.name.clone());
                 listeners.push(l);
-                _private = Some(dir);
+                private = Some(dir);
             }
         }
         let emperor = self.emperor_setup();
@@ -170,8 +198,8 @@ impl Instance<'_> {
         }
         if listeners.is_empty() {
             // Only auxiliary processes (an emperor inside a master).
-            let mut sup = Supervisor::new(self, listeners, None, &[], router, emperor, aux);
-            return sup.supervise();
+            let sup = Supervisor::new(self, listeners, None, &[], router, emperor, aux);
+            return Ok(Serve::Supervise(Box::new(sup)));
         }
         let opt: Vec<(String, String)> = self
             .config
@@ -187,17 +215,26 @@ impl Instance<'_> {
                 )
             })
             .collect();
-        python::init(&self.python, &opt)?;
+        if let Err(e) = python::init(&self.python, &opt) {
+            return Err(reload::abandon(&aux, e));
+        }
         let apps = if self.master.lazy_apps {
             None
         } else {
             match python::load_apps(&self.python) {
-                Ok(apps) => Some(apps),
+                Ok(apps)
+                    if !handover.has_workers()
+                        || reload::apps_complete(&self.python, apps.len()) =>
+                {
+                    Some(apps)
+                }
+                Ok(_) => return Err(reload::abandon(&aux, "the new app did not load".into())),
+                Err(e) if handover.has_workers() => return Err(reload::abandon(&aux, e)),
                 Err(e) => {
                     log(e);
                     if self.master.need_app {
                         log("*** no app loaded. GAME OVER ***");
-                        return Ok(exit_code::FAILED_APP);
+                        return Ok(Serve::Exit(exit_code::FAILED_APP));
                     }
                     None
                 }
@@ -207,10 +244,11 @@ impl Instance<'_> {
         let slots = sys::shm::shared_u64s(self.master.processes.max(1) + 1)
             .map_err(|e| format!("mmap(): {e}"))?;
         if !self.master.master {
-            return Ok(self.single(&listeners, apps.as_ref(), slots));
+            return Ok(Serve::Exit(self.single(&listeners, apps.as_ref(), slots)));
         }
         let mut sup = Supervisor::new(self, listeners, apps, slots, router, emperor, aux);
-        sup.supervise()
+        sup.private = private;
+        Ok(Serve::Supervise(Box::new(sup)))
     }
 
     /// Binds (or inherits) the `http =` listeners and reads the router's
@@ -299,6 +337,12 @@ impl Instance<'_> {
     }
 }
 
+/// How `serve` ended: ready to supervise workers, or done.
+enum Serve<'a> {
+    Supervise(Box<Supervisor<'a>>),
+    Exit(i32),
+}
+
 struct Supervisor<'a> {
     inst: &'a Instance<'a>,
     listeners: Vec<Listener>,
@@ -311,6 +355,10 @@ struct Supervisor<'a> {
     router: Option<(RouterConfig, Vec<OwnedFd>)>,
     emperor: Option<EmperorConfig>,
     aux: Vec<Aux>,
+    /// Workers of the previous image, retired once ours serve.
+    handover: reload::Handover,
+    /// The router's private socket directory, removed when we end.
+    private: Option<sockets::PrivateDir>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -333,6 +381,8 @@ impl<'a> Supervisor<'a> {
             router,
             emperor,
             aux,
+            handover: reload::Handover::default(),
+            private: None,
         }
     }
 
@@ -347,8 +397,14 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    fn everything_gone(&self) -> bool {
-        self.workers.iter().all(Option::is_none) && self.aux.is_empty()
+    fn everything_gone(&self, phase: Phase) -> bool {
+        let aux_gone = self.aux.is_empty();
+        match phase {
+            Phase::HandingOver => aux_gone,
+            _ => {
+                aux_gone && self.workers.iter().all(Option::is_none) && !self.handover.has_workers()
+            }
+        }
     }
     fn supervise(&mut self) -> Result<i32, String> {
         let signals = Signals::install().map_err(|e| format!("signal setup: {e}"))?;
@@ -377,6 +433,8 @@ impl<'a> Supervisor<'a> {
         for id in 1..=n {
             self.spawn(id, &signals, false)?;
         }
+        self.handover.serving();
+        self.handover.retire();
         notify_ready();
         let mut touch = Touch::new(&self.inst.master.touch_reload);
         let mut phase = Phase::Running;
@@ -429,9 +487,10 @@ impl<'a> Supervisor<'a> {
             }
             if phase != Phase::Running {
                 self.enforce_mercy();
-                if self.everything_gone() {
+                if self.everything_gone(phase) {
                     return Ok(match phase {
                         Phase::Reloading => self.reexec(),
+                        Phase::HandingOver => self.handover_exec(),
                         _ => self.goodbye(),
                     });
                 }
@@ -462,6 +521,9 @@ impl<'a> Supervisor<'a> {
                 process::set_parent_death_signal(libc::SIGKILL);
                 python::after_fork_child();
                 python::set_worker_id(id, self.inst.master.processes);
+                if let Some(link) = &self.inst.emperor {
+                    emperor_link::arm_loyalty(link.fd());
+                }
                 let code = self.worker_main(id);
                 std::process::exit(code);
             }
@@ -533,6 +595,9 @@ impl<'a> Supervisor<'a> {
 
     fn reap(&mut self, phase: Phase, signals: &Signals) -> Result<(), String> {
         while let Some((pid, how)) = process::reap() {
+            if self.handover.reaped(pid, how) {
+                continue;
+            }
             if let Some(pos) = self.aux.iter().position(|a| a.pid == pid) {
                 let a = self.aux.remove(pos);
                 if phase == Phase::Running {
@@ -580,6 +645,7 @@ impl<'a> Supervisor<'a> {
     }
 
     fn signal_workers(&mut self, sig: libc::c_int) {
+        self.handover.signal(sig);
         for w in self.workers.iter_mut().flatten() {
             w.stopping = Some(Instant::now());
             process::kill(w.pid, sig);
@@ -598,6 +664,9 @@ impl<'a> Supervisor<'a> {
     }
 
     fn begin_reload(&mut self) -> Phase {
+        if let Some(phase) = self.begin_handover() {
+            return phase;
+        }
         log("...gracefully killing workers...");
         for (i, w) in self.workers.iter().enumerate() {
             if let Some(w) = w {
@@ -630,6 +699,7 @@ impl<'a> Supervisor<'a> {
     }
 
     fn enforce_mercy(&mut self) {
+        self.handover.enforce_mercy();
         for a in &self.aux {
             if a.stopping.is_some_and(|t| t.elapsed() > WORKER_MERCY) {
                 log(format!(
@@ -702,65 +772,7 @@ impl<'a> Supervisor<'a> {
     /// Re-executes this binary with the same pid and argv; the listening
     /// sockets stay open across the exec, so no connection is refused.
     fn reexec(&self) -> i32 {
-        log("binary reloading uWSGI...");
-        let mut env: Vec<(Vec<u8>, Vec<u8>)> = self
-            .inst
-            .env
-            .iter()
-            .filter(|(k, _)| k != b"UWSGI_RELOADS" && k != sockets::INHERIT_ENV.as_bytes())
-            .cloned()
-            .collect();
-        let reloads = self
-            .inst
-            .env
-            .iter()
-            .find(|(k, _)| k == b"UWSGI_RELOADS")
-            .map(|(_, v)| crate::config::placeholders::atoi(v))
-            .unwrap_or(0);
-        env.push((
-            b"UWSGI_RELOADS".to_vec(),
-            (reloads + 1).to_string().into_bytes(),
-        ));
-        let router_names: Vec<String> = self
-            .router
-            .as_ref()
-            .map(|(cfg, _)| cfg.http.iter().map(|a| sockets::router_key(a)).collect())
-            .unwrap_or_default();
-        let router_fds = self
-            .router
-            .as_ref()
-            .map(|(_, fds)| fds.as_slice())
-            .unwrap_or_default();
-        let kept = self
-            .listeners
-            .iter()
-            .filter(|l| !l.pre_routed)
-            .map(|l| (&l.fd, l.name.as_str()))
-            .chain(
-                router_fds
-                    .iter()
-                    .zip(router_names.iter().map(String::as_str)),
-            );
-        env.push((
-            sockets::INHERIT_ENV.as_bytes().to_vec(),
-            sockets::describe_for_exec(kept).into_bytes(),
-        ));
-        if let Some(link) = &self.inst.emperor {
-            process::keep_across_exec(link.fd());
-        }
-        log(format!(
-            "running {}",
-            String::from_utf8_lossy(
-                self.inst
-                    .argv
-                    .first()
-                    .map(Vec::as_slice)
-                    .unwrap_or(b"uwsgi")
-            )
-        ));
-        let e = process::exec_self(&self.inst.argv, &env);
-        log(format!("execvp(): {e} [reload]"));
-        1
+        self.exec_keeping_sockets(false)
     }
 }
 

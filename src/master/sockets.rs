@@ -101,6 +101,15 @@ impl Inherited {
         Some(self.activated.remove(pos))
     }
 
+    /// Copies of every descriptor still in the pool, for a start that may
+    /// fail and have to pass them on again.
+    pub fn spare(&self) -> Vec<(OwnedFd, String)> {
+        self.pool
+            .iter()
+            .filter_map(|(fd, name)| Some((fd.try_clone().ok()?, name.clone())))
+            .collect()
+    }
+
     /// Takes the descriptor kept under `name`.
     pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
         let pos = self.pool.iter().position(|(_, n)| n == name)?;

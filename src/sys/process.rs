@@ -98,6 +98,18 @@ pub fn exec_self(argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> std::io::Error
     cmd.exec()
 }
 
+/// write(2) of `buf` on a raw descriptor this process holds open.
+pub fn write_fd(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is a valid slice for its length; a stale fd only makes
+    // write fail with EBADF.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Clears close-on-exec so `fd` survives an exec.
 pub fn keep_across_exec(fd: std::os::fd::RawFd) {
     // SAFETY: fcntl on an fd we own, integer arguments only.

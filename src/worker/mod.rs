@@ -151,7 +151,10 @@ impl Env<'_> {
         if let Some(h) = self.harakiri {
             h.disarm();
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 {
+            crate::master::announce_loyalty();
+        }
         self.total.fetch_add(1, Ordering::Relaxed) + 1
     }
 

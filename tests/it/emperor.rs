@@ -953,3 +953,152 @@ fn tyrant_runs_vassals_as_the_file_owner() {
     );
     assert!(s.starts("root.ini").is_empty());
 }
+
+/// Bad input (issue 5): files that do not parse, name a missing app or
+/// exit at once are each reported with the file name and the vassal's own
+/// error, throttled, and the emperor stays up. Our own binary is the
+/// vassal here (no wrapper), so the errors are the real ones.
+#[test]
+fn broken_vassal_files_are_named_with_their_own_error_and_throttled() {
+    let s = Setup::new();
+    let root = s.root();
+    let v = s.vassals();
+    fs::write(
+        v.join("bad.ini"),
+        format!(
+            "[uwsgi]\nsocket = {0}/bad.sock\nini = {0}/missing.ini\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        v.join("noapp.ini"),
+        format!(
+            "[uwsgi]\nsocket = {0}/noapp.sock\nwsgi-file = {0}/nothere.py\nneed-app = true\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    fs::write(v.join("exits.ini"), "[uwsgi]\nprocesses = 2\n").unwrap();
+    let em = s.start_with(&["--emperor".into(), v.clone().into()], &[]);
+    for (name, code, own_error) in [
+        (
+            "bad.ini",
+            1,
+            "missing.ini failed: No such file or directory [bad.ini line 3]",
+        ),
+        ("noapp.ini", 22, "nothere.py"),
+        ("exits.ini", 1, "The -s/--socket option is missing"),
+    ] {
+        em.wait_log(&format!("[emperor] vassal {name} (pid: "), 20.0);
+        em.wait_log(
+            &format!("failed before it was ready (exit code {code}): see its error above"),
+            20.0,
+        );
+        em.wait_log(own_error, 1.0);
+        em.wait_log(
+            &format!("[emperor] unloyal bad behaving vassal found: {name} throttling it..."),
+            20.0,
+        );
+    }
+    assert!(alive(em.pid), "the emperor stays up");
+    // Throttled: the backoff grows (1 s, 2 s, ...), so a few seconds see
+    // only a few attempts of each file.
+    let before = em.count("getting INI configuration from bad.ini");
+    thread::sleep(Duration::from_secs(3));
+    let during = em.count("getting INI configuration from bad.ini") - before;
+    assert!(during <= 3, "{during} attempts in 3 s\n{}", em.log());
+}
+
+/// A symlink loop, a file replaced by a directory and back, and a file
+/// rewritten every millisecond: logged, bounded, survived.
+#[test]
+fn hostile_directory_entries_are_survived() {
+    let s = Setup::new();
+    let v = s.vassals();
+    s.vassal("good.ini", "plain");
+    std::os::unix::fs::symlink(v.join("loop.ini"), v.join("loop.ini")).unwrap();
+    let flip = s.vassal("flip.ini", "plain");
+    let storm = s.vassal("storm.ini", "plain");
+    let em = s.start(&["--emperor-freq", "1"]);
+    let good = running(&s, "good.ini", 10.0);
+    let flip_pid = running(&s, "flip.ini", 10.0);
+    let storm_pid = running(&s, "storm.ini", 10.0);
+
+    // A file replaced by a directory is a removed vassal; back, a new one.
+    fs::remove_file(&flip).unwrap();
+    fs::create_dir(&flip).unwrap();
+    em.wait_log("[emperor] removed uwsgi instance flip.ini", 5.0);
+    assert!(eventually(2.0, || !alive(flip_pid)));
+    fs::remove_dir(&flip).unwrap();
+    s.vassal("flip.ini", "plain");
+    em.wait_count("[emperor] vassal flip.ini has been spawned", 2, 5.0);
+
+    // A file rewritten every millisecond for a second: reloads, never a
+    // respawn, fewer reloads than writes, and the emperor keeps up.
+    let mut writes = 0;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) {
+        fs::write(&storm, format!("[uwsgi]\nfake = plain\n; {writes}\n")).unwrap();
+        writes += 1;
+        thread::sleep(Duration::from_millis(1));
+    }
+    em.wait_log("[emperor] reload the uwsgi instance storm.ini", 2.0);
+    let reloads = em.count("[emperor] reload the uwsgi instance storm.ini");
+    assert!(reloads < writes, "{reloads} reloads for {writes} writes");
+    assert_eq!(s.pid("storm.ini"), Some(storm_pid), "never respawned");
+    assert_eq!(s.starts("storm.ini").len(), 1);
+    // Still responsive: one more change is acted on at once.
+    thread::sleep(Duration::from_millis(100));
+    let settled = em.count("[emperor] reload the uwsgi instance storm.ini");
+    touch(&storm);
+    em.wait_count(
+        "[emperor] reload the uwsgi instance storm.ini",
+        settled + 1,
+        2.0,
+    );
+
+    assert!(alive(em.pid) && alive(good) && alive(storm_pid));
+    assert_eq!(s.starts("good.ini").len(), 1, "good.ini untouched");
+    assert_eq!(em.count("loop.ini has been spawned"), 0);
+}
+
+/// 10,000 vassal files at once: started a bounded batch per loop turn
+/// (a wrapper that exits at once keeps it cheap), memory stays bounded,
+/// and a stop request is still obeyed promptly.
+#[test]
+fn ten_thousand_files_stay_bounded() {
+    let _serial = heavy();
+    let s = Setup::new();
+    let v = s.vassals();
+    for i in 0..10_000 {
+        fs::write(v.join(format!("v{i}.ini")), "[uwsgi]\n").unwrap();
+    }
+    let mut em = s.start_with(
+        &[
+            "--emperor".into(),
+            v.clone().into(),
+            "--emperor-wrapper".into(),
+            "/bin/false".into(),
+        ],
+        &[],
+    );
+    em.wait_log("failed before it was ready (exit code 1)", 20.0);
+    thread::sleep(Duration::from_millis(500));
+    let status = fs::read_to_string(format!("/proc/{}/status", em.pid)).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm_kib < 64 * 1024, "peak RSS {hwm_kib} KiB");
+    let t = Instant::now();
+    signal(em.pid, libc::SIGINT);
+    let st = em.wait_exit(20.0);
+    assert_eq!(st.code(), Some(0), "{}", em.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}

@@ -5,6 +5,8 @@
 mod compat;
 mod config_errors;
 mod emperor;
+mod emperor_interop;
+mod emperor_reload;
 mod multisite;
 mod procfile;
 mod router;
