@@ -28,12 +28,12 @@ fn stat_field(pid: i32, n: usize) -> Option<String> {
 }
 
 /// Running (a zombie has finished: only its parent has not reaped it).
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     stat_field(pid, 3).is_some_and(|state| state != "Z")
 }
 
 /// The running members of process group `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
+pub fn group_members(pgid: i32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
