@@ -60,7 +60,7 @@ CONTENDERS=(ruwsgi)
 if is_real_uwsgi "$UWSGI"; then
     CONTENDERS+=(uWSGI)
 else
-    echo "bench/multisite.sh: the real uWSGI with python3 is not installed (apt-get install uwsgi-core uwsgi-plugin-python3); no ratios"
+    echo "bench/multisite.sh: no real uWSGI with python3 (${UWSGI:-no uwsgi on PATH}); apt-get install uwsgi-core uwsgi-plugin-python3, or UWSGI=/usr/bin/uwsgi when ruwsgi is first on PATH; no ratios"
     UWSGI=
 fi
 if [[ -z $NGINX ]]; then
