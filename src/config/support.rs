@@ -89,7 +89,7 @@ static SUPPORT: &[(&str, Support, &str)] = &[
     ("die-on-term", Imp, "SIGTERM is a graceful shutdown unless `die-on-term = false`"),
     ("reload-mercy", Imp, "the emperor's wait for a vassal to stop"),
     ("single-interpreter", Ign, "ruwsgi always runs one interpreter per process"),
-    ("thunder-lock", Ign, "a performance setting of uWSGI's accept; not needed here"),
+    ("thunder-lock", Ign, "tunes how uWSGI workers share accept(); no effect on behaviour"),
     ("py-call-osafterfork", Ign, "ruwsgi always runs Python's after-fork hooks"),
     ("ignore-sigpipe", Ign, "SIGPIPE is always ignored"),
     ("uid", No, "parsed, not applied: the processes keep the starting user"),
