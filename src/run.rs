@@ -149,6 +149,10 @@ fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
         );
         return 1;
     }
+    // uWSGI users would otherwise believe these work.
+    for warning in config::support::warnings(config.applied.iter().map(|a| a.key.as_slice())) {
+        let _ = writeln!(err, "{warning}");
+    }
     drop(err);
     let standalone_emperor = config.last("emperor").is_some()
         && !config.master_config().master

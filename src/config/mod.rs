@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod show;
 pub mod source;
 pub mod sources;
+pub mod support;
 pub mod vassal;
 
 use std::io::Write;

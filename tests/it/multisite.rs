@@ -1,7 +1,8 @@
 //! The shipped multi-site example (`examples/multisite/`) run end to end:
 //! the router sends each Host to its vassal, unknown hosts get the 404
 //! page, a vassal file added while it runs is served, one removed is
-//! stopped, and SIGINT takes everything down.
+//! stopped, a touched one serves its new code, and Ctrl-C (SIGINT to the
+//! process group) takes everything down, sockets included.
 //!
 //! The files are copied into the test's temp dir; only the listening port
 //! and the `/tmp/` socket directory are rewritten (to a port the test chose
@@ -10,6 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::procfile::group_members;
 use crate::server::{free_port, request, spawn_ours, wait_for, wait_unix, Addr, Proc};
 use crate::util::{copy_tree, repo_root, TempDir};
 
@@ -98,7 +100,41 @@ fn multisite_example_end_to_end() {
     wait_status(port, "shop.example.com", 502);
     server.wait_line("removed uwsgi instance", WAIT);
 
-    server.signal(libc::SIGINT);
+    // Touching a vassal file reloads it: the new code answers.
+    let app = dir.join("sites/www/app.py");
+    let code = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(&app, code.replace("a plain WSGI app", "the reloaded app")).unwrap();
+    let www = dir.join("vassals.d/www.ini");
+    std::fs::File::options()
+        .append(true)
+        .open(&www)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    wait_for(WAIT, || {
+        let (status, body) = get(port, "www.example.com", "/");
+        (status == Some(200) && body.contains("the reloaded app")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the touched vassal never served its new code: {}",
+            server.tail()
+        )
+    });
+
+    // Ctrl-C in a terminal: SIGINT to the whole process group. Everything
+    // stops (vassals and workers are in the group) and the sockets go.
+    let pgid = server.pid();
+    // SAFETY: kill(2) on the process group this test created.
+    unsafe { libc::kill(-pgid, libc::SIGINT) };
     assert_eq!(server.wait_exit(WAIT), 0, "{}", server.tail());
     assert!(server.log().contains("goodbye to uWSGI."));
+    let left = wait_for(WAIT, || group_members(pgid).is_empty().then_some(()));
+    assert!(left.is_some(), "left running: {:?}", group_members(pgid));
+    for site in ["www", "blog", "notfound"] {
+        assert!(
+            !dir.join(format!("uwsgi_{site}.sock")).exists(),
+            "{site} socket left behind"
+        );
+    }
 }

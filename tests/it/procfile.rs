@@ -1,20 +1,59 @@
 //! `examples/procfile/` under a real Procfile runner (honcho, from PyPI):
 //! `web: uwsgi uwsgi.ini` with `http-socket = :$(PORT)` starts, serves on
 //! the port the runner gives it, and stops cleanly on the runner's SIGTERM
-//! with no process left behind.
+//! (what a platform or a service manager sends) with no process left
+//! behind.
+//!
+//! honcho runs each Procfile line as `sh -c LINE` in a session of its own
+//! and, on SIGTERM or SIGINT, sends SIGTERM to that process group, waits
+//! for it to end and exits 143 (130 for SIGINT). The app's processes are
+//! therefore outside the test's process group: they are found by the pids
+//! honcho and uWSGI log, and by the app's process group (honcho's `sh`).
 
 use std::time::Duration;
 
-use crate::server::{exchange, find_program, free_port, scrubbed, wait_for, Addr, Proc};
+use crate::server::{
+    exchange, find_program, free_port, scrubbed, wait_for, worker_pids, Addr, Proc,
+};
 use crate::util::{copy_tree, repo_root, visible, TempDir};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(n - 3).map(str::to_owned)
+}
+
+/// Running (a zombie has finished: only its parent has not reaped it).
+pub fn alive(pid: i32) -> bool {
+    stat_field(pid, 3).is_some_and(|state| state != "Z")
+}
+
+/// The running members of process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| stat_field(pid, 5).is_some_and(|g| g == pgid.to_string()) && alive(pid))
+        .collect()
+}
+
+/// The number after `prefix` in the first log line that has it.
+fn logged_pid(log: &str, prefix: &str) -> i32 {
+    log.lines()
+        .find_map(|l| l.split(prefix).nth(1))
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {prefix:?} in the log:\n{log}"))
 }
 
 #[test]
@@ -53,23 +92,48 @@ fn procfile_under_honcho() {
     })
     .unwrap_or_else(|| panic!("no answer on $PORT {port}: {}", runner.tail()));
     assert!(body.contains("Procfile"), "{body}");
-    let log = runner.log();
-    let master: i32 = log
-        .lines()
-        .find_map(|l| l.split("spawned uWSGI master process (pid: ").nth(1))
-        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
-        .unwrap_or_else(|| panic!("no master pid in the log: {log}"));
 
-    // Ctrl-C to the runner: it sends SIGTERM to the app, as a platform
-    // stopping a dyno does.
-    runner.signal(libc::SIGINT);
-    runner.wait_exit(WAIT);
+    // Every process of the app, by the pids logged: honcho's `sh` (the
+    // leader of the app's process group), the master and both workers.
+    let workers = || [1, 2].map(|id| worker_pids(&runner.log(), id).last().copied());
+    wait_for(WAIT, || workers().iter().all(Option::is_some).then_some(()))
+        .unwrap_or_else(|| panic!("workers not logged: {}", runner.tail()));
     let log = runner.log();
+    let web = logged_pid(&log, "web.1 started (pid=");
+    let master = logged_pid(&log, "spawned uWSGI master process (pid: ");
+    let mut pids = vec![web, master];
+    pids.extend(workers().iter().flatten());
+    assert!(
+        group_members(web).contains(&master),
+        "the master is in the app's process group"
+    );
+
+    // What a platform does to stop the dyno: SIGTERM to the runner.
+    runner.signal(libc::SIGTERM);
+    let rc = runner.wait_exit(WAIT);
+    let log = runner.log();
+    assert_eq!(rc, 143, "honcho's status after SIGTERM\n{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("sending SIGTERM to web.1"), "{log}");
     assert!(log.contains("graceful shutdown triggered"), "{log}");
     assert!(log.contains("goodbye to uWSGI."), "{log}");
     assert!(
-        wait_for(WAIT, || (!alive(master)).then_some(())).is_some(),
-        "master {master} outlived the runner"
+        !log.contains("SIGKILL"),
+        "honcho had to kill the app:\n{log}"
+    );
+
+    // Nothing of the app is left: not the recorded pids, not any member of
+    // its process group, and nothing in honcho's own group.
+    let remaining = || -> Vec<i32> {
+        let mut left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        left.extend(group_members(web));
+        left.extend(group_members(runner.pid()));
+        left
+    };
+    let clean = wait_for(WAIT, || remaining().is_empty().then_some(()));
+    assert!(
+        clean.is_some(),
+        "processes outlived the runner: {:?} (recorded: {pids:?})\n{log}",
+        remaining()
     );
 }
