@@ -261,7 +261,7 @@ ratio() { # VALUE REF BETTER
 cell() { echo "${FIG[$1:$2]:--}"; }
 {
     echo
-    echo "== results ($(nproc) CPUs; $("$OURS" --version | head -1); uWSGI ${UWSGI:+$("$UWSGI" --version)}${UWSGI:-not installed}; nginx ${NGINX:+$("$NGINX" -v 2>&1 | sed 's/.*\///')}${NGINX:-not installed})"
+    echo "== results ($(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $("$OURS" --version | head -1); uWSGI ${UWSGI:+$("$UWSGI" --version)}${UWSGI:-not installed}; nginx ${NGINX:+$("$NGINX" -v 2>&1 | sed 's/.*\///')}${NGINX:-not installed})"
     printf '%-40s %10s %10s %7s %10s %7s\n' "" ruwsgi uWSGI ratio nginx ratio
     # metric|label|better: high (more is better), low (less is better), - (no ratio)
     while IFS='|' read -r metric label better; do
