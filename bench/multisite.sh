@@ -18,7 +18,7 @@
 # (bench/probe.py) are processes of their own.
 #
 # Environment:
-#   DURATION    seconds per measured wrk run (default 4)
+#   DURATION    seconds per measured wrk run (default 3)
 #   RUNS        wrk runs per path (default 5)
 #   RELOADS     reloads per contender (default 3)
 #   COLD_RUNS   cold starts per contender (default 3)
@@ -26,7 +26,7 @@
 #   VASSALS     vassals for the cold start (default 20)
 #   UWSGI       the real uWSGI (default: `uwsgi` on PATH); NGINX likewise
 # Needs wrk and python3. A missing uWSGI or nginx is skipped with a message.
-# With the defaults it takes about 5 minutes after the release build on an
+# With the defaults it takes about 4 minutes after the release build on an
 # idle 2-core machine (it prints how long it took).
 set -euo pipefail
 
@@ -34,13 +34,13 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 . bench/lib.sh
 
-DURATION=${DURATION:-4}
+DURATION=${DURATION:-3}
 RUNS=${RUNS:-5}
 RELOADS=${RELOADS:-3}
 COLD_RUNS=${COLD_RUNS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 VASSALS=${VASSALS:-20}
-WARMUP=2
+WARMUP=1
 OURS=$REPO/target/release/uwsgi
 UWSGI=${UWSGI-$(command -v uwsgi || true)}
 NGINX=${NGINX-$(command -v nginx || command -v /usr/sbin/nginx || true)}
@@ -261,7 +261,7 @@ ratio() { # VALUE REF BETTER
 cell() { echo "${FIG[$1:$2]:--}"; }
 {
     echo
-    echo "== results ($(nproc) CPUs; $("$OURS" --version | head -1); uWSGI ${UWSGI:+$("$UWSGI" --version)}${UWSGI:-not installed}; nginx ${NGINX:+$("$NGINX" -v 2>&1 | sed 's/.*\///')}${NGINX:-not installed})"
+    echo "== results ($(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $("$OURS" --version | head -1); uWSGI ${UWSGI:+$("$UWSGI" --version)}${UWSGI:-not installed}; nginx ${NGINX:+$("$NGINX" -v 2>&1 | sed 's/.*\///')}${NGINX:-not installed})"
     printf '%-40s %10s %10s %7s %10s %7s\n' "" ruwsgi uWSGI ratio nginx ratio
     # metric|label|better: high (more is better), low (less is better), - (no ratio)
     while IFS='|' read -r metric label better; do

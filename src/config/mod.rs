@@ -2,7 +2,8 @@
 //! config files to one ordered option list, exactly as uWSGI 2.0 builds it
 //! (spec: config.md). [`resolve`] produces a [`Config`]; [`show`] renders
 //! `--show-config`, `--get`, `--help` and `--dump-options`; [`vassal`]
-//! builds an emperor's vassal command line.
+//! builds an emperor's vassal command line; [`support`] says what ruwsgi
+//! does with each option (`docs/options.md`).
 
 pub mod facts;
 pub mod glob;
