@@ -50,6 +50,12 @@ impl Signals {
             )?);
             flags.push((event, flag));
         }
+        // A dead child wakes the loop at once, so it is reaped (and
+        // respawned, or a shutdown completes) without waiting for the tick.
+        ids.push(signal_hook::low_level::pipe::register(
+            signal_hook::consts::SIGCHLD,
+            write.try_clone()?,
+        )?);
         Ok(Signals { flags, ids, wake })
     }
 
