@@ -515,7 +515,12 @@ impl<'a> Supervisor<'a> {
         if !matches!(forked, Ok(Forked::Child)) {
             process::restore_signals(&mask);
         }
-        match forked.map_err(|e| format!("fork(): {e}"))? {
+        let forked = forked.map_err(|e| {
+            // Python's fork locks were taken by before_fork: give them back.
+            python::after_fork_parent();
+            format!("fork(): {e} [worker {id}]")
+        })?;
+        match forked {
             Forked::Child => {
                 signals.forget();
                 process::set_parent_death_signal(libc::SIGKILL);

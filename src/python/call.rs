@@ -87,7 +87,12 @@ fn run(
     // manage-script-name moves the mountpoint from PATH_INFO to SCRIPT_NAME.
     let path_info = last(vars, b"PATH_INFO");
     let split = if apps.manage_script_name() {
-        path_info.and_then(|p| apps.script_name_for(p).map(|mp| (mp, &p[mp.len()..])))
+        // As uWSGI, the whole mountpoint (trailing slash included) is cut;
+        // `/app` under `/app/` leaves an empty PATH_INFO (uWSGI underflows).
+        path_info.and_then(|p| {
+            apps.script_name_for(p)
+                .map(|mp| (mp, p.get(mp.len()..).unwrap_or_default()))
+        })
     } else {
         None
     };

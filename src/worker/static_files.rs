@@ -181,6 +181,10 @@ pub(crate) fn parse_http_date(v: &[u8]) -> Option<u64> {
     let m = months.iter().position(|x| *x == month)? as i64 + 1;
     let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
     let (h, mi, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    // Client input: out-of-range fields are not a date (and cannot overflow).
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
     // days_from_civil (Howard Hinnant).
     let y = if m <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -210,6 +214,15 @@ mod tests {
             assert_eq!(parse_http_date(text.as_bytes()), Some(s), "{text}");
         }
         assert_eq!(parse_http_date(b"garbage"), None);
+        for hostile in [
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 99999999999 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 18446744073709551615:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:99999999999999 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(hostile.as_bytes()), None, "{hostile}");
+        }
     }
 
     #[test]
