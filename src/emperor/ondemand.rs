@@ -48,21 +48,58 @@ pub fn socket_name(mode: &OnDemand, name: &[u8], path: &Path) -> Option<Vec<u8>>
                 .ok()?;
             first_line(&text)
         }
-        OnDemand::Exec(cmd) => {
-            let mut line = cmd.clone();
-            line.extend_from_slice(b" \"");
-            line.extend_from_slice(name);
-            line.push(b'"');
-            let out = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(OsStr::from_bytes(&line))
-                .current_dir(path.parent().unwrap_or(Path::new("/")))
-                .stdin(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            first_line(&out.stdout)
+        OnDemand::Exec(cmd) => run_exec(cmd, name, path),
+    }
+}
+
+/// How long `emperor-on-demand-exec` may take before it is killed: the
+/// emperor loop waits for it.
+const EXEC_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `emperor-on-demand-exec`: the first line `CMD "NAME"` prints. The name
+/// is passed as `$1`, never pasted into the script, so a file name cannot
+/// inject shell code (uWSGI pastes it between double quotes).
+fn run_exec(cmd: &[u8], name: &[u8], path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut script = cmd.to_vec();
+    script.extend_from_slice(b" \"$1\"");
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(OsStr::from_bytes(&script))
+        .arg("sh")
+        .arg(OsStr::from_bytes(name))
+        .current_dir(path.parent().unwrap_or(Path::new("/")))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < EXEC_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => {
+                eprintln!(
+                    "[emperor] emperor-on-demand-exec for {} took over {} s: killed",
+                    String::from_utf8_lossy(name),
+                    EXEC_LIMIT.as_secs()
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
         }
     }
+    let mut out = Vec::new();
+    child
+        .stdout
+        .take()?
+        .take(MAX_NAME_SOURCE)
+        .read_to_end(&mut out)
+        .ok()?;
+    first_line(&out)
 }
 
 /// Binds and listens on an on-demand socket.
@@ -118,6 +155,13 @@ mod tests {
             socket_name(&exec, b"a.ini", &vassal).as_deref(),
             Some(&b"127.0.0.1:0 for a.ini"[..])
         );
+        // A hostile file name stays data: no command runs, no file appears.
+        let evil = b"x$(touch pwned)`touch pwned2`\".ini";
+        assert_eq!(
+            socket_name(&exec, evil, &vassal).as_deref(),
+            Some(&[&b"127.0.0.1:0 for "[..], &evil[..]].concat()[..])
+        );
+        assert!(!dir.join("pwned").exists() && !dir.join("pwned2").exists());
         let sock = dir.join("od.socket");
         let fd = bind(sock.as_os_str().as_bytes(), 10).unwrap();
         use std::os::unix::fs::PermissionsExt;
