@@ -3,7 +3,7 @@
 //! obeys the stop and reload bytes the emperor sends.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -31,12 +31,13 @@ impl EmperorLink {
     pub fn from_env(env: &[(Vec<u8>, Vec<u8>)]) -> Option<EmperorLink> {
         let (_, v) = env.iter().find(|(k, _)| k == b"UWSGI_EMPEROR_FD")?;
         let fd: RawFd = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
-        if fd < 0 {
+        // Only an open socket is taken over (a stale or bogus number in the
+        // environment must not make us own, and later close, another fd).
+        let Some(owned) = crate::sys::socket::adopt(fd) else {
+            super::log(format!("UWSGI_EMPEROR_FD={fd} is not a socket: ignored"));
             return None;
-        }
-        // SAFETY: the emperor passed this descriptor to us for exactly this
-        // purpose; nothing else in the process owns it.
-        let stream = unsafe { UnixStream::from_raw_fd(fd) };
+        };
+        let stream = UnixStream::from(owned);
         super::log(format!("*** has_emperor mode detected (fd: {fd}) ***"));
         Some(EmperorLink { stream })
     }
