@@ -316,6 +316,14 @@ fn write(py: Python<'_>, shared: &Shared, data: &[u8]) -> Ended {
 }
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    // The common return values have no close(): skip the attribute lookup
+    // (a miss builds an AttributeError, message and all).
+    if result.is_exact_instance_of::<pyo3::types::PyList>()
+        || result.is_exact_instance_of::<pyo3::types::PyTuple>()
+        || result.is_exact_instance_of::<PyBytes>()
+    {
+        return Ok(());
+    }
     if result.hasattr("close")? {
         result.call_method0("close")?;
     }

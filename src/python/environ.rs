@@ -58,6 +58,7 @@ struct Fixed {
     version: Py<PyTuple>,
     uwsgi_version: Py<PyBytes>,
     node: Py<PyBytes>,
+    sys: Py<PyModule>,
 }
 
 static FIXED: PyOnceLock<Fixed> = PyOnceLock::new();
@@ -69,6 +70,7 @@ fn fixed(py: Python<'_>) -> PyResult<&Fixed> {
             version: PyTuple::new(py, [1, 0])?.unbind(),
             uwsgi_version: PyBytes::new(py, UWSGI_VERSION.as_bytes()).unbind(),
             node: PyBytes::new(py, hostname().as_bytes()).unbind(),
+            sys: py.import("sys")?.unbind(),
         })
     })
 }
@@ -121,7 +123,8 @@ pub(crate) fn build<'py>(
         env.set_item(key(py, k), latin1(py, v))?;
     }
     let f = fixed(py)?;
-    let sys = py.import("sys")?;
+    // sys.stderr as it is now (an app may replace it); the module is cached.
+    let sys = f.sys.bind(py);
     env.set_item(pyo3::intern!(py, "wsgi.input"), extras.input)?;
     env.set_item(
         pyo3::intern!(py, "wsgi.file_wrapper"),

@@ -161,6 +161,104 @@ pub fn chmod(path: &str, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// accept4(2) on a listening socket: the connection comes back
+/// non-blocking and close-on-exec in one call (std's accept would need an
+/// extra ioctl to change blocking mode), with the peer's IP address when
+/// it is a TCP connection.
+pub fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, Option<std::net::IpAddr>)> {
+    // SAFETY: `storage` is a zeroed sockaddr_storage large enough for any
+    // address; accept4 writes at most `len` bytes into it and updates
+    // `len`; the returned descriptor is new and owned by nobody else.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let fd = libc::accept4(
+            listener,
+            std::ptr::addr_of_mut!(storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        let ip = match i32::from(storage.ss_family) {
+            libc::AF_INET => {
+                let a: libc::sockaddr_in = std::ptr::read(std::ptr::addr_of!(storage).cast());
+                Some(std::net::IpAddr::from(
+                    u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                ))
+            }
+            libc::AF_INET6 => {
+                let a: libc::sockaddr_in6 = std::ptr::read(std::ptr::addr_of!(storage).cast());
+                Some(std::net::IpAddr::from(a.sin6_addr.s6_addr))
+            }
+            _ => None,
+        };
+        Ok((owned, ip))
+    }
+}
+
+/// sendfile(2): up to `count` bytes of `file` from its current position
+/// (which advances) to the socket `out`.
+pub fn sendfile(out: RawFd, file: RawFd, count: usize) -> std::io::Result<usize> {
+    // SAFETY: a null offset makes the kernel use and advance the file's
+    // own position; no memory of ours is read or written.
+    let n = unsafe { libc::sendfile(out, file, std::ptr::null_mut(), count) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// TCP_NODELAY on a socket; on a listening socket every accepted
+/// connection inherits it (Linux), which saves a call per connection.
+pub fn set_nodelay(fd: RawFd) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `on`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::addr_of!(on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable (or writable, with `write`), for at most
+/// `timeout` (`None`: forever). `Ok(false)` when the time ran out. A
+/// signal ends the wait early with `Ok(true)`: the caller just retries.
+pub fn wait_io(
+    fd: RawFd,
+    write: bool,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<bool> {
+    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+    // SAFETY: one valid pollfd on the stack, count 1.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(true)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +277,22 @@ mod tests {
         );
         assert_eq!(parse("[::1]:80"), Address::Tcp("[::1]:80".into()));
         assert_eq!(parse("fd://3"), Address::Fd(3));
+    }
+
+    #[test]
+    fn accepts_non_blocking_with_the_peer() {
+        let t = bind("127.0.0.1:0", 10).unwrap();
+        let addr = local_name(&t.fd).unwrap();
+        let _c = std::net::TcpStream::connect(&addr).unwrap();
+        let (fd, ip) = accept_nonblocking(t.fd.as_raw_fd()).unwrap();
+        assert_eq!(ip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
+        let s = std::net::TcpStream::from(fd);
+        let mut buf = [0u8; 4];
+        let e = std::io::Read::read(&mut &s, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        let short = Some(std::time::Duration::from_millis(10));
+        assert!(!wait_io(s.as_raw_fd(), false, short).unwrap());
+        assert!(wait_io(s.as_raw_fd(), true, short).unwrap());
     }
 
     #[test]

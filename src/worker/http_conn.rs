@@ -247,6 +247,6 @@ fn serve_one(
     if reusable && reply.skip_body(MAX_DRAIN) {
         return Some(reply.wire);
     }
-    reply.wire.stream.shutdown_write();
+    // Dropping the connection closes it (FIN); no separate shutdown call.
     None
 }

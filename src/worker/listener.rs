@@ -2,13 +2,14 @@
 //!
 //! Every worker (and every thread of a worker) races to `accept` on the
 //! same non-blocking listening sockets; losing the race is `WouldBlock`,
-//! normal control flow. Accepted connections are blocking with
-//! `socket-timeout` on reads and writes, so a slow client costs a timeout,
-//! never a stuck worker.
+//! normal control flow. Accepted connections are non-blocking: a read or
+//! write tries at once and only waits (poll, up to `socket-timeout`) when
+//! the socket is not ready, so a slow client costs a timeout, never a
+//! stuck worker, and a fast one costs no timeout set-up calls.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ impl Acceptor {
     pub(crate) fn new(listener: &Listener) -> io::Result<Acceptor> {
         let tcp = TcpListener::from(listener.fd.try_clone()?);
         let acceptor = if tcp.local_addr().is_ok() {
+            // Inherited by every accepted connection: small responses
+            // should not wait for Nagle.
+            let _ = crate::sys::socket::set_nodelay(tcp.as_raw_fd());
             Acceptor::Tcp(tcp)
         } else {
             Acceptor::Unix(UnixListener::from(OwnedFd::from(tcp)))
@@ -51,124 +55,134 @@ impl Acceptor {
     }
 
     pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
         match self {
             Acceptor::Tcp(l) => l.as_raw_fd(),
             Acceptor::Unix(l) => l.as_raw_fd(),
         }
     }
 
-    /// One connection, blocking with `timeout` on reads and writes.
+    /// One connection; its reads and writes wait at most `timeout`.
     pub(crate) fn accept(&self, timeout: Duration) -> io::Result<Conn> {
+        let (fd, ip) = crate::sys::socket::accept_nonblocking(self.raw_fd())?;
+        let timeout = Some(timeout).filter(|t| !t.is_zero());
         let conn = match self {
-            Acceptor::Tcp(l) => {
-                let (s, peer) = l.accept()?;
-                // Small responses should not wait for Nagle.
-                let _ = s.set_nodelay(true);
-                Conn {
-                    stream: Stream::Tcp(s),
-                    peer: peer.ip().to_canonical().to_string(),
-                }
-            }
+            Acceptor::Tcp(_) => Conn {
+                stream: Stream::new(Kind::Tcp(TcpStream::from(fd)), timeout),
+                peer: ip.map_or_else(|| "0.0.0.0".into(), |ip| ip.to_canonical().to_string()),
+            },
             // uWSGI reports a UNIX peer as 0.0.0.0 (REMOTE_ADDR, log line).
-            Acceptor::Unix(l) => Conn {
-                stream: Stream::Unix(l.accept()?.0),
+            Acceptor::Unix(_) => Conn {
+                stream: Stream::new(Kind::Unix(UnixStream::from(fd)), timeout),
                 peer: "0.0.0.0".to_string(),
             },
         };
-        conn.stream.set_nonblocking(false)?;
-        let timeout = Some(timeout).filter(|t| !t.is_zero());
-        conn.stream.set_timeouts(timeout)?;
         Ok(conn)
     }
 }
 
-/// A connected socket.
 #[derive(Debug)]
-pub(crate) enum Stream {
+enum Kind {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
+/// A connected, non-blocking socket whose operations wait up to a timeout.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    kind: Kind,
+    timeout: Option<Duration>,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
 impl Stream {
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_nonblocking(on),
-            Stream::Unix(s) => s.set_nonblocking(on),
+    fn new(kind: Kind, timeout: Option<Duration>) -> Stream {
+        Stream { kind, timeout }
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        match &self.kind {
+            Kind::Tcp(s) => s.as_raw_fd(),
+            Kind::Unix(s) => s.as_raw_fd(),
         }
     }
 
-    fn set_timeouts(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => {
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
-            }
-            Stream::Unix(s) => {
-                s.set_read_timeout(t)?;
-                s.set_write_timeout(t)
+    /// Runs `op` until it does not block: waits for readiness (up to the
+    /// timeout) after each `WouldBlock`; a signal (`Interrupted`) retries,
+    /// so a graceful stop (SIGHUP) does not cut a request in progress.
+    fn ready<T>(
+        &mut self,
+        write: bool,
+        mut op: impl FnMut(&mut Kind) -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            match op(&mut self.kind) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !crate::sys::socket::wait_io(self.fd(), write, self.timeout)? {
+                        return Err(timed_out());
+                    }
+                }
+                r => return r,
             }
         }
     }
 
-    /// Half-closes the write side so the client sees the end of the body.
+    /// Half-closes the write side so the client sees the end of the body
+    /// before we close (used before an error page's close).
     pub(crate) fn shutdown_write(&self) {
-        let _ = match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
-            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        let _ = match &self.kind {
+            Kind::Tcp(s) => s.shutdown(Shutdown::Write),
+            Kind::Unix(s) => s.shutdown(Shutdown::Write),
         };
     }
 
-    /// Sends `len` bytes of `file` (sendfile(2)/splice via `io::copy`).
+    /// Sends `len` bytes of `file` from its position with sendfile(2),
+    /// waiting for room in the socket as needed.
     pub(crate) fn send_file(&mut self, file: &mut std::fs::File, len: u64) -> io::Result<u64> {
-        let mut part = Read::take(file, len);
-        let sent = match self {
-            Stream::Tcp(s) => io::copy(&mut part, s)?,
-            Stream::Unix(s) => io::copy(&mut part, s)?,
-        };
-        if sent < len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shorter than announced",
-            ));
+        /// Largest single sendfile call (the kernel caps it near 2 GiB).
+        const MAX_CALL: u64 = 1 << 30;
+        let src = file.as_raw_fd();
+        let mut sent = 0u64;
+        while sent < len {
+            let count = (len - sent).min(MAX_CALL) as usize;
+            let fd = self.fd();
+            let n = self.ready(true, |_| crate::sys::socket::sendfile(fd, src, count))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than announced",
+                ));
+            }
+            sent += n as u64;
         }
         Ok(sent)
     }
 }
 
-/// Runs `op` again when a signal interrupts it. The kernel never restarts
-/// a socket read or write that has a timeout (signal(7)), and a graceful
-/// stop (SIGHUP) must not cut the request in progress.
-fn restarting<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            r => return r,
-        }
-    }
-}
-
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        restarting(|| match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
+        self.ready(false, |kind| match kind {
+            Kind::Tcp(s) => s.read(buf),
+            Kind::Unix(s) => s.read(buf),
         })
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        restarting(|| match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+        self.ready(true, |kind| match kind {
+            Kind::Tcp(s) => s.write(buf),
+            Kind::Unix(s) => s.write(buf),
         })
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        restarting(|| match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
+        self.ready(true, |kind| match kind {
+            Kind::Tcp(s) => s.write_vectored(bufs),
+            Kind::Unix(s) => s.write_vectored(bufs),
         })
     }
 

@@ -197,8 +197,10 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     };
     if let Some(mut reply) = reply {
         reply.finish();
-        reply.wire.stream.shutdown_write();
-        entry.stats = reply.stats;
+        entry.stats = std::mem::take(&mut reply.stats);
+        // Closing sends the FIN (no separate shutdown call), before the
+        // log line is written.
+        drop(reply);
     }
     entry.total = env.request_done();
     entry.elapsed = started.elapsed();

@@ -3,6 +3,7 @@
 //! (systemd `LISTEN_FDS`, `fd://N`), `post-buffering`, `py-autoreload`,
 //! and the recycling lines of `max-requests` / `reload-on-rss`.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -456,4 +457,114 @@ fn slow_body_and_vanishing_client_cost_one_line_each() {
         .count();
     assert_eq!(write_errors, 1, "{log}");
     assert_eq!(it.worker(), worker, "the worker was replaced\n{log}");
+}
+
+// ---------------------------------------------------------------- audit
+
+/// The Python and instance options real configs use, on one instance.
+#[test]
+fn python_and_instance_options_reach_the_app() {
+    let mut it = Instance::start(
+        "master = true\nprocesses = 2\npythonpath = @APPS@\nmodule = pkg.site:app\n\
+         mount = /sub=pkg.site:app\nmanage-script-name = true\nenv = GREETING=hello world\n\
+         enable-threads = true\nsingle-interpreter = true\nchmod-socket = 660\nvacuum = true\n\
+         static-map = /static=@APPS@\nstatic-map2 = /pkg=@APPS@\ncheck-static = @APPS@\n\
+         touch-reload = %dreload.txt",
+    );
+    let info = get(&it.h, "/x");
+    for part in [
+        "\"numproc\": 2",
+        "\"greeting\": \"hello world\"",
+        "\"module\": \"pkg.site:app\"",
+        "\"path_info\": \"/x\"",
+    ] {
+        assert!(info.contains(part), "{part} in {info}");
+    }
+    let ids: HashSet<String> = (0..20)
+        .map(|_| get(&it.h, "/x"))
+        .filter_map(|j| {
+            Some(
+                j.split_once("\"worker_id\": ")?
+                    .1
+                    .chars()
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert!(ids.iter().all(|i| i == "1" || i == "2"), "{ids:?}");
+    // mount + manage-script-name: the mountpoint moves to SCRIPT_NAME.
+    let sub = get(&it.h, "/sub/a/b");
+    assert!(
+        sub.contains("\"script_name\": \"/sub\"") && sub.contains("\"path_info\": \"/a/b\""),
+        "{sub}"
+    );
+    assert_eq!(get(&it.h, "/thread"), "ran");
+    // Static files never enter Python.
+    let hello = std::fs::read_to_string(apps().join("hello.py")).unwrap();
+    let init = std::fs::read_to_string(apps().join("pkg/__init__.py")).unwrap();
+    assert_eq!(get(&it.h, "/static/hello.py"), hello);
+    assert_eq!(get(&it.h, "/pkg/__init__.py"), init);
+    assert_eq!(get(&it.h, "/hello.py"), hello);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(it.dir.path().join("u.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660);
+    // touch-reload, then uwsgi.reload(): two graceful reloads.
+    std::fs::write(it.dir.path().join("reload.txt"), "x").unwrap();
+    it.wait("reload.txt has been touched... grace them all !!! ***");
+    it.server
+        .wait_lines("gracefully (RE)spawned uWSGI master process", 1, READY);
+    it.server.wait_lines("spawned uWSGI worker 2 (", 2, READY);
+    assert_eq!(get(&it.h, "/reload"), "True");
+    it.server
+        .wait_lines("gracefully (RE)spawned uWSGI master process", 2, READY);
+    it.server.wait_lines("spawned uWSGI worker 2 (", 3, READY);
+    // vacuum on shutdown.
+    it.server.signal(libc::SIGINT);
+    assert_eq!(it.server.wait_exit(EXIT), 0, "{}", it.server.tail());
+    it.logged("VACUUM: unix socket ");
+    assert!(!it.dir.path().join("u.sock").exists());
+}
+
+#[test]
+fn lazy_apps_load_in_each_worker_and_readiness_is_notified() {
+    let dir = TempDir::new();
+    let notify = dir.path().join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind notify socket");
+    rx.set_read_timeout(Some(READY)).unwrap();
+    let ini = write_ini(
+        dir.path(),
+        "master = true\nprocesses = 2\nlazy-apps = true\nwsgi-file = @APPS@/hello.py",
+    );
+    let bin = env!("CARGO_BIN_EXE_uwsgi");
+    let mut cmd = scrubbed(bin, dir.path());
+    cmd.env("NOTIFY_SOCKET", &notify).arg("--ini").arg(&ini);
+    let mut server = Proc::spawn("ruwsgi", cmd, &dir.path().join("ours.log"));
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("a readiness datagram");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    server.wait_lines("WSGI app 0 (mountpoint='') ready in ", 2, READY);
+    let log = server.log();
+    let loaded_in: Vec<i32> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once("WSGI app 0 (mountpoint='') ready in ")?
+                .1
+                .split_once(" pid: ")
+        })
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    let mut workers = [worker_pids(&log, 1)[0], worker_pids(&log, 2)[0]];
+    let mut loaded = [loaded_in[0], loaded_in[1]];
+    workers.sort_unstable();
+    loaded.sort_unstable();
+    assert_eq!(loaded, workers, "{log}");
+    assert!(wait_unix(&dir.path().join("h.sock"), READY));
+    assert_eq!(
+        get(&Addr::Unix(dir.path().join("h.sock")), "/"),
+        "Hello World!"
+    );
 }

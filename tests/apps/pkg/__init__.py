@@ -1,0 +1,1 @@
+"""A package, so `module = pkg.site:app` exercises the dotted form."""
