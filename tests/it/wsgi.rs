@@ -983,3 +983,4 @@ fn home_venv_of_another_python_fails_in_one_clear_line() {
 
 mod mount;
 mod options;
+mod venv;
