@@ -186,15 +186,16 @@ impl State<'_> {
                 }
             },
             When::Pattern { subject, regex } => {
-                let Some(text) = self.subject(*subject).map(<[u8]>::to_vec) else {
-                    return Ok(None);
-                };
-                if !self.set_says_match(pc, *subject, &text) {
+                // The set answers for most rules without copying the text.
+                if !self.set_says_match(pc, *subject) {
                     return Ok(None);
                 }
-                Ok(regex.captures(&text).map(|c| MatchData {
+                let Some(text) = self.subject(*subject) else {
+                    return Ok(None);
+                };
+                Ok(regex.captures(text).map(|c| MatchData {
                     groups: c.iter().map(|m| m.map(|m| m.range())).collect(),
-                    subject: text.clone(),
+                    subject: text.to_vec(),
                 }))
             }
         }
@@ -202,20 +203,29 @@ impl State<'_> {
 
     /// Whether the subject's `RegexSet` matched rule `pc` (true when the
     /// set is unavailable: the rule's own regex decides).
-    fn set_says_match(&mut self, pc: usize, subject: Subject, text: &[u8]) -> bool {
+    fn set_says_match(&mut self, pc: usize, subject: Subject) -> bool {
         let Some(idx) = self.chain.sets.iter().position(|s| s.subject == subject) else {
             return true;
         };
         let set = &self.chain.sets[idx];
-        let (Some(regex_set), Some(&(_, slot))) =
-            (&set.set, set.slots.iter().find(|(r, _)| *r == pc))
-        else {
+        // `slots` is in rule order.
+        let slot = set
+            .slots
+            .binary_search_by_key(&pc, |&(rule, _)| rule)
+            .ok()
+            .map(|i| set.slots[i].1);
+        let (Some(regex_set), Some(slot)) = (&set.set, slot) else {
             return true;
         };
         let generation = self.vars.added.len();
         let fresh = matches!(&self.cache[idx], Some((g, _)) if *g == generation);
         if !fresh {
-            self.cache[idx] = Some((generation, regex_set.matches(text)));
+            let Some(text) = subject.vars().iter().find_map(|k| self.vars.get(k)) else {
+                // No subject: no pattern rule on it applies.
+                return false;
+            };
+            let found = regex_set.matches(text);
+            self.cache[idx] = Some((generation, found));
         }
         self.cache[idx]
             .as_ref()

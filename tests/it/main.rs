@@ -8,6 +8,7 @@ mod emperor;
 mod multisite;
 mod procfile;
 mod router;
+mod router_interop;
 mod router_once;
 mod server;
 mod util;
