@@ -96,16 +96,36 @@ router_pid() {
     sed -n 's/.*spawned uWSGI http 1 (pid: \([0-9]*\)).*/\1/p' "$TMP/$1.log" | tail -1
 }
 
+# utime+stime (clock ticks, reaped children included) of every process in
+# process group PGID.
+cpu_ticks() {
+    python3 - "$1" <<'EOF2'
+import os, sys
+pgid = int(sys.argv[1])
+total = 0
+for name in os.listdir("/proc"):
+    if name.isdigit():
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            if int(st[2]) == pgid:
+                total += sum(int(x) for x in st[11:15])
+        except (OSError, IndexError):
+            pass
+print(total)
+EOF2
+}
+
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-# One wrk run; prints "req/s p99_ms non2xx".
+# One wrk run; prints "req/s p99_ms non2xx requests".
 wrk_run() { # PORT HOST SECONDS
     wrk -t 1 -c "$CONNECTIONS" -d "${3}s" --latency -H "Host: $2" "http://127.0.0.1:$1/" |
-        awk '/^Requests\/sec:/ {r = $2}
+        awk '/requests in/ {n = $1} /^Requests\/sec:/ {r = $2}
              /^ +99%/ {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
                        m = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}
              /Non-2xx/ {f += $NF} /Socket errors/ {gsub(",", ""); f += $4 + $6 + $10}
-             END {print r + 0, m + 0, f + 0}'
+             END {print r + 0, m + 0, f + 0, n + 0}'
 }
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -225,21 +245,27 @@ IDLE_RSS_OURS=$(rss_mib "$OUR_ROUTER")
 IDLE_RSS_UWSGI=n/a
 ((have_uwsgi)) && IDLE_RSS_UWSGI=$(rss_mib "$(router_pid uwsgi_router)")
 
-# Targets: name port.
-TARGETS=("routed-ours $RPORT_ours" "direct-http-socket $HPORT_ours_alpha" "routed-1000-rules $R1000")
-((have_uwsgi)) && TARGETS+=("routed-uwsgi $RPORT_uwsgi")
-((have_nginx)) && TARGETS+=("nginx-uwsgi_pass $NPORT")
+# Targets: name port front-pgid (the process group doing the routing, whose
+# CPU per request is the routing cost; 0: not measured).
+TARGETS=("routed-ours $RPORT_ours $PID_ours_router" "direct-http-socket $HPORT_ours_alpha 0"
+    "routed-1000-rules $R1000 $PID_ours1000")
+((have_uwsgi)) && TARGETS+=("routed-uwsgi $RPORT_uwsgi $PID_uwsgi_router")
+((have_nginx)) && TARGETS+=("nginx-uwsgi_pass $NPORT $PID_nginx")
+CLK_TCK=$(getconf CLK_TCK)
 
 echo "== wrk -t1 -c$CONNECTIONS, ${RUNS} rounds of ${DURATION}s, Host: $HOST (load before: $(cut -d' ' -f1 /proc/loadavg))"
-declare -A RPS P99 FAIL
+declare -A RPS P99 FAIL TICKS REQS
 for t in "${TARGETS[@]}"; do
-    read -r name port <<<"$t"
+    read -r name port pg <<<"$t"
     wrk_run "$port" "$HOST" 1 >/dev/null
 done
 for ((round = 1; round <= RUNS; round++)); do
     for t in "${TARGETS[@]}"; do
-        read -r name port <<<"$t"
-        read -r rps p99 failed < <(wrk_run "$port" "$HOST" "$DURATION")
+        read -r name port pg <<<"$t"
+        ((pg)) && before=$(cpu_ticks "$pg")
+        read -r rps p99 failed count < <(wrk_run "$port" "$HOST" "$DURATION")
+        ((pg)) && TICKS[$name]=$((${TICKS[$name]:-0} + $(cpu_ticks "$pg") - before))
+        REQS[$name]=$((${REQS[$name]:-0} + count))
         RPS[$name]+="$rps " P99[$name]+="$p99 " FAIL[$name]=$((${FAIL[$name]:-0} + failed))
     done
 done
@@ -277,30 +303,40 @@ until [[ -s $TMP/idle.ready ]] || ((SECONDS > deadline)) || ! kill -0 "$IDLE_PID
 HELD=$(cat "$TMP/idle.ready" 2>/dev/null || echo 0)
 BUSY_RSS=$(rss_mib "$OUR_ROUTER")
 for ((round = 1; round <= RUNS; round++)); do
-    read -r rps p99 failed < <(wrk_run "$RPORT_ours" "$HOST" "$DURATION")
+    before=$(cpu_ticks "$PID_ours_router")
+    read -r rps p99 failed count < <(wrk_run "$RPORT_ours" "$HOST" "$DURATION")
+    TICKS[routed-ours-idle]=$((${TICKS[routed-ours-idle]:-0} + $(cpu_ticks "$PID_ours_router") - before))
+    REQS[routed-ours-idle]=$((${REQS[routed-ours-idle]:-0} + count))
     RPS[routed-ours-idle]+="$rps "
 done
 touch "$TMP/idle.stop"
 wait "$IDLE_PID" 2>/dev/null || true
 
 echo
-printf "%-22s %12s %12s %8s   %s\n" target "req/s" "p99 ms" failed "runs (req/s)"
-declare -A MR MP
-for t in "${TARGETS[@]}" "routed-ours-idle 0"; do
-    read -r name port <<<"$t"
+printf "%-22s %10s %9s %14s %7s   %s\n" target "req/s" "p99 ms" "front us/req" failed "runs (req/s)"
+declare -A MR MP CPU
+for t in "${TARGETS[@]}" "routed-ours-idle 0 $PID_ours_router"; do
+    read -r name port pg <<<"$t"
     MR[$name]=$(median <<<"${RPS[$name]}")
     MP[$name]=$(median <<<"${P99[$name]:-0}")
-    printf "%-22s %12.0f %12.2f %8s   %s\n" "$name" "${MR[$name]}" "${MP[$name]}" "${FAIL[$name]:-0}" "${RPS[$name]}"
+    CPU[$name]=$(awk -v t="${TICKS[$name]:-0}" -v n="${REQS[$name]:-0}" -v hz="$CLK_TCK" -v pg="$pg" \
+        'BEGIN {if (pg > 0 && n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-"}')
+    printf "%-22s %10.0f %9.2f %14s %7s   %s\n" "$name" "${MR[$name]}" "${MP[$name]}" "${CPU[$name]}" "${FAIL[$name]:-0}" "${RPS[$name]}"
 done
+echo "(front us/req: CPU time of the routing tier per request: our router process group,"
+echo " uWSGI's router and the workers that route, nginx; the vassals are not counted)"
 echo
 echo "== ratios (machine: $(nproc) cores; medians)"
 if ((have_uwsgi)); then
     echo "routed req/s ours/uWSGI:           $(ratio "${MR[routed-ours]}" "${MR[routed-uwsgi]}")x   (target >= 5)"
+    echo "routing CPU/req uWSGI/ours:        $(ratio "${CPU[routed-uwsgi]}" "${CPU[routed-ours]}")x   (how much cheaper our routing tier is)"
     echo "routed p99 ours/uWSGI:             $(ratio "${MP[routed-ours]}" "${MP[routed-uwsgi]}")x   (target <= 0.5)"
 fi
 echo "direct http-socket / routed:       $(ratio "${MR[direct-http-socket]}" "${MR[routed-ours]}")x   (target <= 1.3)"
 ((have_nginx)) && echo "nginx uwsgi_pass / routed:         $(ratio "${MR[nginx-uwsgi_pass]}" "${MR[routed-ours]}")x   (target <= 1.2)"
 echo "1000 rules ahead, throughput cost: $(awk -v a="${MR[routed-1000-rules]}" -v b="${MR[routed-ours]}" 'BEGIN {printf "%.1f%%", (1 - a / b) * 100}')   (target < 10%)"
+echo "1000 rules ahead, router CPU/req:  $(ratio "${CPU[routed-1000-rules]}" "${CPU[routed-ours]}")x of 1 rule"
 echo "$HELD idle keep-alive conns, cost:  $(awk -v a="${MR[routed-ours-idle]}" -v b="${MR[routed-ours]}" 'BEGIN {printf "%.1f%%", (1 - a / b) * 100}')   (target < 10%)"
+echo "  router CPU/req with them:        $(ratio "${CPU[routed-ours-idle]}" "${CPU[routed-ours]}")x of without"
 echo "router RSS with them, extra:       $(awk -v a="$BUSY_RSS" -v b="$IDLE_RSS_OURS" 'BEGIN {printf "%.1f MiB", a - b}')   (target < 50 MiB)"
 echo "router RSS at idle:                ours $IDLE_RSS_OURS MiB, uWSGI $IDLE_RSS_UWSGI MiB   (target < 5 MiB)"

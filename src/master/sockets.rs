@@ -144,7 +144,12 @@ pub fn describe_for_exec<'a>(fds: impl Iterator<Item = (&'a OwnedFd, &'a str)>) 
 /// The directory is named after the master's pid, which a reload keeps.
 pub fn router_private(listen: i32) -> Result<(Listener, PrivateDir), String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let dir = std::env::temp_dir().join(format!("ruwsgi-router-{}", process::getpid()));
+    let name = format!("ruwsgi-router-{}", process::getpid());
+    let mut dir = std::env::temp_dir().join(&name);
+    // A socket path must fit sun_path (108 bytes).
+    if dir.as_os_str().len() > 80 {
+        dir = std::path::Path::new("/tmp").join(&name);
+    }
     let fail = |e: std::io::Error| format!("{e} [router private socket {}]", dir.display());
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
