@@ -134,6 +134,12 @@ pub fn evaluate(chain: &Chain, vars: &dyn VarLookupDebug, ctx: &Context) -> Eval
         if pc < goto {
             continue;
         }
+        // Many pattern rules: jump to the next one a set matched.
+        let next = st.next_candidate(pc);
+        if next > pc {
+            goto = next;
+            continue;
+        }
         let RuleKind::Act { when, action } = &rule.kind else {
             continue;
         };
@@ -199,6 +205,53 @@ impl State<'_> {
                 }))
             }
         }
+    }
+
+    /// The first rule at or after `pc` that may apply: one no set covers,
+    /// or one its set matched (sets are evaluated on the current vars).
+    fn next_candidate(&mut self, pc: usize) -> usize {
+        let chain = self.chain;
+        let unset = chain.next_unset.get(pc).copied().unwrap_or(pc);
+        if unset == pc {
+            return pc;
+        }
+        let mut next = unset;
+        for idx in 0..chain.sets.len() {
+            let set = &chain.sets[idx];
+            if set.set.is_none() || !self.refresh(idx) {
+                // No subject: none of its rules applies.
+                continue;
+            }
+            let Some((_, found)) = &self.cache[idx] else {
+                continue;
+            };
+            if let Some(rule) = found
+                .iter()
+                .map(|slot| set.slots_by_slot[slot])
+                .find(|&rule| rule >= pc)
+            {
+                next = next.min(rule);
+            }
+        }
+        next
+    }
+
+    /// Makes set `idx`'s matches current; false when its subject is unset.
+    fn refresh(&mut self, idx: usize) -> bool {
+        let set = &self.chain.sets[idx];
+        let Some(regex_set) = &set.set else {
+            return false;
+        };
+        let generation = self.vars.added.len();
+        if matches!(&self.cache[idx], Some((g, _)) if *g == generation) {
+            return true;
+        }
+        let Some(text) = set.subject.vars().iter().find_map(|k| self.vars.get(k)) else {
+            return false;
+        };
+        let found = regex_set.matches(text);
+        self.cache[idx] = Some((generation, found));
+        true
     }
 
     /// Whether the subject's `RegexSet` matched rule `pc` (true when the
