@@ -156,7 +156,18 @@ impl Site {
 
 #[test]
 fn router_requests_are_routed_once_direct_ones_in_the_worker() {
+    // A private directory left by a master that was killed (its pid is
+    // gone) is swept when the next one starts.
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("reap true");
+    let stale = std::env::temp_dir().join(format!("ruwsgi-router-{dead}"));
+    std::fs::create_dir_all(&stale).expect("stale dir");
+    std::fs::write(stale.join("router.sock"), b"").expect("stale socket");
     let site = start();
+    assert!(!stale.exists(), "{} was not swept", stale.display());
     // Through the router: it ran the rules, the worker must not.
     let r = request(
         &Addr::Tcp(site.port),
