@@ -247,7 +247,15 @@ pub fn router_private(
     inherited: &mut Inherited,
 ) -> Result<(Listener, PrivateDir), String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let dir = std::env::temp_dir().join(format!("ruwsgi-router-{}", process::getpid()));
+    let name = format!("ruwsgi-router-{}", process::getpid());
+    let mut dir = std::env::temp_dir().join(&name);
+    // A socket path must fit sun_path (108 bytes).
+    if dir.as_os_str().len() > 80 {
+        dir = std::path::Path::new("/tmp").join(&name);
+    }
+    if let Some(parent) = dir.parent() {
+        sweep_stale(parent);
+    }
     let fail = |e: std::io::Error| format!("{e} [router private socket {}]", dir.display());
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
@@ -281,6 +289,31 @@ pub fn router_private(
         },
         PrivateDir(dir),
     ))
+}
+
+/// Removes the private directories of masters that are gone without
+/// cleaning up (killed): ours by owner, dead by their pid.
+fn sweep_stale(parent: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ruwsgi-router-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let ours = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_dir() && m.uid() == process::geteuid());
+        if ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            drop(PrivateDir(path));
+        }
+    }
 }
 
 /// Removes the router's private directory when the master ends.

@@ -117,20 +117,27 @@ pub fn read_some(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadOutc
     if max == 0 {
         return ReadOutcome::WouldBlock;
     }
-    let mut chunk = [0u8; READ_CHUNK];
+    thread_local! {
+        // Zeroed once: a fresh 64 KiB array per read costs a memset each.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+    }
     let want = max.min(READ_CHUNK);
-    let result = loop {
-        match stream.read(&mut chunk[..want]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other,
+    let result = SCRATCH.with(|scratch| {
+        let mut chunk = scratch.borrow_mut();
+        loop {
+            match stream.read(&mut chunk[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    break Ok(n);
+                }
+                Err(e) => break Err(e),
+            }
         }
-    };
+    });
     match result {
         Ok(0) => ReadOutcome::Closed,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            ReadOutcome::Data
-        }
+        Ok(_) => ReadOutcome::Data,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
         Err(_) => ReadOutcome::Closed,
     }

@@ -2,16 +2,20 @@
 //!
 //! Addresses follow uWSGI's `uwsgi_connect` (spec §3.3): with a `:` it is
 //! `host:port` split at the first colon, the host a dotted IPv4 literal
-//! (empty means 0.0.0.0, i.e. this machine) and never resolved; otherwise
-//! a UNIX socket path, `@name` for the abstract namespace.
+//! (empty means 0.0.0.0, i.e. this machine); otherwise a UNIX socket path,
+//! `@name` for the abstract namespace. As improvements, `[v6]:port` is an
+//! IPv6 address and a host that is not a literal is resolved (the answer
+//! is kept for [`RESOLVE_TTL`]: the loop does not wait on DNS per request).
 //!
 //! The default pool is the `http-to` nodes (round-robin per request, a
 //! node that refuses is skipped for `http-gracetime`), or this instance's
 //! socket 0 when there are none (never marked dead: it is ours and comes
 //! back with the next worker); `http-fallback` nodes come after.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::linux::net::SocketAddrExt;
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,39 @@ use super::io::Stream;
 pub enum Addr {
     Unix(std::path::PathBuf),
     Abstract(Vec<u8>),
-    Tcp(SocketAddrV4),
+    Tcp(SocketAddr),
+}
+
+/// How long a resolved host name is used before it is looked up again.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// Host names already resolved, with when.
+    static RESOLVED: RefCell<HashMap<String, (SocketAddr, Instant)>> = RefCell::new(HashMap::new());
+}
+
+/// `host:port` through the resolver (and the cache).
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    let key = format!("{host}:{port}");
+    let now = Instant::now();
+    let cached = RESOLVED.with(|c| {
+        c.borrow()
+            .get(&key)
+            .filter(|(_, at)| now.duration_since(*at) < RESOLVE_TTL)
+            .map(|(a, _)| *a)
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    RESOLVED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 1024 {
+            c.clear();
+        }
+        c.insert(key, (addr, now));
+    });
+    Some(addr)
 }
 
 /// Why an address cannot be used.
@@ -30,8 +66,10 @@ pub enum Addr {
 pub enum AddrError {
     #[error("empty address")]
     Empty,
-    #[error("host is not an IPv4 address (no name resolution)")]
-    NotIpv4,
+    #[error("host name does not resolve")]
+    Unresolved,
+    #[error("invalid IPv6 address")]
+    BadIpv6,
     #[error("invalid port")]
     BadPort,
 }
@@ -42,21 +80,42 @@ impl Addr {
         if text.is_empty() {
             return Err(AddrError::Empty);
         }
-        if let Some(colon) = text.iter().position(|&b| b == b':') {
-            let host = &text[..colon];
-            let port = std::str::from_utf8(&text[colon + 1..])
+        let port_of = |p: &[u8]| {
+            std::str::from_utf8(p)
                 .ok()
                 .and_then(|p| p.parse::<u16>().ok())
+                .ok_or(AddrError::BadPort)
+        };
+        if let Some(rest) = text.strip_prefix(b"[") {
+            let end = rest
+                .iter()
+                .position(|&b| b == b']')
+                .ok_or(AddrError::BadIpv6)?;
+            let ip = std::str::from_utf8(&rest[..end])
+                .ok()
+                .and_then(|h| h.parse::<Ipv6Addr>().ok())
+                .ok_or(AddrError::BadIpv6)?;
+            let port = rest[end + 1..]
+                .strip_prefix(b":")
                 .ok_or(AddrError::BadPort)?;
-            let ip = if host.is_empty() {
-                Ipv4Addr::UNSPECIFIED
-            } else {
-                std::str::from_utf8(host)
-                    .ok()
-                    .and_then(|h| h.parse::<Ipv4Addr>().ok())
-                    .ok_or(AddrError::NotIpv4)?
-            };
-            return Ok(Addr::Tcp(SocketAddrV4::new(ip, port)));
+            return Ok(Addr::Tcp(SocketAddr::new(ip.into(), port_of(port)?)));
+        }
+        if let Some(colon) = text.iter().position(|&b| b == b':') {
+            let host = &text[..colon];
+            let port = port_of(&text[colon + 1..])?;
+            if host.is_empty() {
+                return Ok(Addr::Tcp(SocketAddr::new(
+                    Ipv4Addr::UNSPECIFIED.into(),
+                    port,
+                )));
+            }
+            let host = std::str::from_utf8(host).map_err(|_| AddrError::Unresolved)?;
+            if let Ok(ip) = host.parse::<Ipv4Addr>() {
+                return Ok(Addr::Tcp(SocketAddr::new(ip.into(), port)));
+            }
+            return resolve(host, port)
+                .map(Addr::Tcp)
+                .ok_or(AddrError::Unresolved);
         }
         if let Some(name) = text.strip_prefix(b"@") {
             return Ok(Addr::Abstract(name.to_vec()));
@@ -74,7 +133,7 @@ impl Addr {
                 mio::net::UnixStream::connect_addr(&addr).map(Stream::Unix)
             }
             Addr::Tcp(addr) => {
-                let s = mio::net::TcpStream::connect(SocketAddr::V4(*addr))?;
+                let s = mio::net::TcpStream::connect(*addr)?;
                 let _ = s.set_nodelay(true);
                 Ok(Stream::Tcp(s))
             }
@@ -214,7 +273,20 @@ mod tests {
                 Ok(Addr::Tcp("127.0.0.1:3031".parse().unwrap())),
             ),
             (b":3031", Ok(Addr::Tcp("0.0.0.0:3031".parse().unwrap()))),
-            (b"localhost:3031", Err(AddrError::NotIpv4)),
+            (
+                b"localhost:3031",
+                Ok(Addr::Tcp(
+                    ("localhost", 3031)
+                        .to_socket_addrs()
+                        .unwrap()
+                        .next()
+                        .unwrap(),
+                )),
+            ),
+            (b"[::1]:3031", Ok(Addr::Tcp("[::1]:3031".parse().unwrap()))),
+            (b"[::1]3031", Err(AddrError::BadPort)),
+            (b"[zz]:3031", Err(AddrError::BadIpv6)),
+            (b"no-such-host.invalid:3031", Err(AddrError::Unresolved)),
             (b"127.0.0.1:x", Err(AddrError::BadPort)),
             (b"", Err(AddrError::Empty)),
         ];

@@ -134,6 +134,12 @@ pub fn evaluate(chain: &Chain, vars: &dyn VarLookupDebug, ctx: &Context) -> Eval
         if pc < goto {
             continue;
         }
+        // Many pattern rules: jump to the next one a set matched.
+        let next = st.next_candidate(pc);
+        if next > pc {
+            goto = next;
+            continue;
+        }
         let RuleKind::Act { when, action } = &rule.kind else {
             continue;
         };
@@ -186,36 +192,93 @@ impl State<'_> {
                 }
             },
             When::Pattern { subject, regex } => {
-                let Some(text) = self.subject(*subject).map(<[u8]>::to_vec) else {
-                    return Ok(None);
-                };
-                if !self.set_says_match(pc, *subject, &text) {
+                // The set answers for most rules without copying the text.
+                if !self.set_says_match(pc, *subject) {
                     return Ok(None);
                 }
-                Ok(regex.captures(&text).map(|c| MatchData {
+                let Some(text) = self.subject(*subject) else {
+                    return Ok(None);
+                };
+                Ok(regex.captures(text).map(|c| MatchData {
                     groups: c.iter().map(|m| m.map(|m| m.range())).collect(),
-                    subject: text.clone(),
+                    subject: text.to_vec(),
                 }))
             }
         }
     }
 
+    /// The first rule at or after `pc` that may apply: one no set covers,
+    /// or one its set matched (sets are evaluated on the current vars).
+    fn next_candidate(&mut self, pc: usize) -> usize {
+        let chain = self.chain;
+        let unset = chain.next_unset.get(pc).copied().unwrap_or(pc);
+        if unset == pc {
+            return pc;
+        }
+        let mut next = unset;
+        for idx in 0..chain.sets.len() {
+            let set = &chain.sets[idx];
+            if set.set.is_none() || !self.refresh(idx) {
+                // No subject: none of its rules applies.
+                continue;
+            }
+            let Some((_, found)) = &self.cache[idx] else {
+                continue;
+            };
+            if let Some(rule) = found
+                .iter()
+                .map(|slot| set.slots_by_slot[slot])
+                .find(|&rule| rule >= pc)
+            {
+                next = next.min(rule);
+            }
+        }
+        next
+    }
+
+    /// Makes set `idx`'s matches current; false when its subject is unset.
+    fn refresh(&mut self, idx: usize) -> bool {
+        let set = &self.chain.sets[idx];
+        let Some(regex_set) = &set.set else {
+            return false;
+        };
+        let generation = self.vars.added.len();
+        if matches!(&self.cache[idx], Some((g, _)) if *g == generation) {
+            return true;
+        }
+        let Some(text) = set.subject.vars().iter().find_map(|k| self.vars.get(k)) else {
+            return false;
+        };
+        let found = regex_set.matches(text);
+        self.cache[idx] = Some((generation, found));
+        true
+    }
+
     /// Whether the subject's `RegexSet` matched rule `pc` (true when the
     /// set is unavailable: the rule's own regex decides).
-    fn set_says_match(&mut self, pc: usize, subject: Subject, text: &[u8]) -> bool {
+    fn set_says_match(&mut self, pc: usize, subject: Subject) -> bool {
         let Some(idx) = self.chain.sets.iter().position(|s| s.subject == subject) else {
             return true;
         };
         let set = &self.chain.sets[idx];
-        let (Some(regex_set), Some(&(_, slot))) =
-            (&set.set, set.slots.iter().find(|(r, _)| *r == pc))
-        else {
+        // `slots` is in rule order.
+        let slot = set
+            .slots
+            .binary_search_by_key(&pc, |&(rule, _)| rule)
+            .ok()
+            .map(|i| set.slots[i].1);
+        let (Some(regex_set), Some(slot)) = (&set.set, slot) else {
             return true;
         };
         let generation = self.vars.added.len();
         let fresh = matches!(&self.cache[idx], Some((g, _)) if *g == generation);
         if !fresh {
-            self.cache[idx] = Some((generation, regex_set.matches(text)));
+            let Some(text) = subject.vars().iter().find_map(|k| self.vars.get(k)) else {
+                // No subject: no pattern rule on it applies.
+                return false;
+            };
+            let found = regex_set.matches(text);
+            self.cache[idx] = Some((generation, found));
         }
         self.cache[idx]
             .as_ref()

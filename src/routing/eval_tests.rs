@@ -753,3 +753,34 @@ fn recorded_from_uwsgi() {
         Some("bob")
     );
 }
+
+#[test]
+fn set_skipping_follows_variable_changes_and_order() {
+    // Many pattern rules on two subjects, interleaved with an unconditional
+    // rule; an action changes the Host midway: later rules see the new one.
+    let mut rules: Vec<(String, String)> = Vec::new();
+    for i in 0..300 {
+        rules.push(("route-host".into(), format!("^nomatch{i}$ log:never")));
+    }
+    rules.push(("route-host".into(), "^a$ addvar:HTTP_HOST=b".into()));
+    rules.push(("route-host".into(), "^a$ log:old-host".into()));
+    rules.push(("route".into(), "^/x$ log:uri-1".into()));
+    for i in 0..300 {
+        rules.push(("route-uri".into(), format!("^/nomatch{i}$ log:never")));
+    }
+    rules.push(("route-host".into(), "^b$ log:new-host".into()));
+    rules.push(("route-run".into(), "log:always".into()));
+    rules.push(("route-uri".into(), "^/x$ log:uri-2".into()));
+    let refs: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let t = table(&refs);
+    let ev = eval(&t, &request("/x", &[("Host", "a")]));
+    let logs: Vec<String> = ev
+        .logs
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert_eq!(logs, ["uri-1", "new-host", "always", "uri-2"]);
+}

@@ -50,6 +50,8 @@ pub(crate) struct SubjectSet {
     pub(crate) set: Option<RegexSet>,
     /// For each rule index of the chain, its slot in `set`.
     pub(crate) slots: Vec<(usize, usize)>,
+    /// For each slot, its rule index.
+    pub(crate) slots_by_slot: Vec<usize>,
 }
 
 /// One chain of rules, in configuration order.
@@ -57,6 +59,9 @@ pub(crate) struct SubjectSet {
 pub struct Chain {
     pub rules: Vec<Rule>,
     pub(crate) sets: Vec<SubjectSet>,
+    /// For each rule index: the first rule at or after it that no built
+    /// set covers (the rules between can be skipped on the sets' word).
+    pub(crate) next_unset: Vec<usize>,
 }
 
 impl Chain {
@@ -94,10 +99,12 @@ impl Chain {
                     .size_limit(SET_SIZE_LIMIT)
                     .build()
                     .ok();
+                let slots_by_slot = slots.iter().map(|&(rule, _)| rule).collect();
                 SubjectSet {
                     subject,
                     set,
                     slots,
+                    slots_by_slot,
                 }
             })
             .collect();
@@ -105,6 +112,23 @@ impl Chain {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    fn build_skips(&mut self) {
+        let mut covered = vec![false; self.rules.len()];
+        for set in self.sets.iter().filter(|s| s.set.is_some()) {
+            for &(rule, _) in &set.slots {
+                covered[rule] = true;
+            }
+        }
+        let mut next = self.rules.len();
+        self.next_unset = vec![0; self.rules.len()];
+        for i in (0..self.rules.len()).rev() {
+            if !covered[i] {
+                next = i;
+            }
+            self.next_unset[i] = next;
+        }
     }
 }
 
@@ -143,6 +167,7 @@ impl Table {
             &mut table.final_,
         ] {
             chain.build_sets();
+            chain.build_skips();
         }
         Ok(table)
     }

@@ -10,6 +10,7 @@ mod emperor_reload;
 mod multisite;
 mod procfile;
 mod router;
+mod router_interop;
 mod router_once;
 mod server;
 mod util;

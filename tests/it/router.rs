@@ -611,3 +611,95 @@ fn many_clients_at_once() {
     }
     assert_eq!(seen, CLIENTS * REQUESTS);
 }
+
+/// A uwsgi backend on TCP `addr` answering `body` to every request, with
+/// the modifier1 it received in an `X-M1` header. Runs until the test
+/// process ends (a detached thread; the listener dies with it).
+fn tcp_backend(addr: &str, body: &'static str) -> Option<std::net::SocketAddr> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(addr).ok()?;
+    let local = listener.local_addr().ok()?;
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut header = [0u8; 4];
+            if s.read_exact(&mut header).is_err() {
+                continue;
+            }
+            let mut vars = vec![0u8; usize::from(u16::from_le_bytes([header[1], header[2]]))];
+            let _ = s.read_exact(&mut vars);
+            let reply = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nX-M1: {}\r\n\r\n{body}",
+                body.len(),
+                header[0]
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    Some(local)
+}
+
+#[test]
+fn backend_address_forms_v6_and_host_names() {
+    let dir = TempDir::new();
+    let v4 = tcp_backend("127.0.0.1:0", "v4").expect("bind 127.0.0.1");
+    let name = format!("localhost:{}", v4.port());
+    let mut to = vec![("http-to", name.clone())];
+    let v6 = tcp_backend("[::1]:0", "v6");
+    if let Some(v6) = v6 {
+        to.push(("http-to", format!("[::1]:{}", v6.port())));
+    } else {
+        crate::util::visible(
+            "router::backend_address_forms: no IPv6 loopback; [v6]:port not checked",
+        );
+    }
+    to.push(("http-modifier1", "5".to_string()));
+    let opts: Vec<(&str, &str)> = to.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let router = Router::start(dir.path(), &opts, None);
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::connect(router.addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = c.response(false).expect("response");
+        assert_eq!(r.header("X-M1"), Some("5"), "http-modifier1");
+        bodies.push(text(&r.body));
+    }
+    assert!(bodies.contains(&"v4".to_string()), "{bodies:?}");
+    if v6.is_some() {
+        assert!(bodies.contains(&"v6".to_string()), "{bodies:?}");
+    }
+}
+
+#[test]
+fn fallback_after_dead_nodes_and_keepalive_off() {
+    let dir = TempDir::new();
+    let fb = Backend::start(&dir.path().join("fb.sock"), answer(|_| ok("fallback")));
+    let dead = dir.path().join("dead.sock").display().to_string();
+    let router = Router::start(
+        dir.path(),
+        &[
+            ("http-to", &dead),
+            ("http-fallback", &fb.path.display().to_string()),
+            ("http-gracetime", "60"),
+            ("http-keepalive", "0"),
+        ],
+        None,
+    );
+    for _ in 0..2 {
+        let mut c = Client::connect(router.addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = c.response(false).expect("response");
+        assert_eq!((r.status, text(&r.body)), (200, "fallback".to_string()));
+        // http-keepalive = 0: one request per connection.
+        assert!(!c.is_open(Duration::from_secs(2)), "connection kept open");
+    }
+    let log = router.wait_log("marking");
+    assert!(
+        log.contains(&format!(
+            "unable to connect() to node \"{dead}\" (0 retries)"
+        )),
+        "{log}"
+    );
+    // Marked failed for the grace time: the second request went straight
+    // to the fallback, so the node was tried once.
+    assert_eq!(log.matches(&format!("node \"{dead}\"")).count(), 1, "{log}");
+}

@@ -156,7 +156,18 @@ impl Site {
 
 #[test]
 fn router_requests_are_routed_once_direct_ones_in_the_worker() {
+    // A private directory left by a master that was killed (its pid is
+    // gone) is swept when the next one starts.
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("reap true");
+    let stale = std::env::temp_dir().join(format!("ruwsgi-router-{dead}"));
+    std::fs::create_dir_all(&stale).expect("stale dir");
+    std::fs::write(stale.join("router.sock"), b"").expect("stale socket");
     let site = start();
+    assert!(!stale.exists(), "{} was not swept", stale.display());
     // Through the router: it ran the rules, the worker must not.
     let r = request(
         &Addr::Tcp(site.port),
@@ -242,5 +253,96 @@ fn worker_routing_actions_answer_direct_requests() {
         Some("/new/x"),
         "{}",
         r.text()
+    );
+}
+
+/// A uwsgi responder on a unix socket: answers every request with the
+/// request's `PATH_INFO` and `HTTP_HOST` in the body. Detached thread.
+fn uwsgi_echo(path: &Path) {
+    use std::io::{Read, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind echo backend");
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut header = [0u8; 4];
+            if s.read_exact(&mut header).is_err() {
+                continue;
+            }
+            let mut block = vec![0u8; usize::from(u16::from_le_bytes([header[1], header[2]]))];
+            if s.read_exact(&mut block).is_err() {
+                continue;
+            }
+            let mut vars = Vec::new();
+            let mut i = 0;
+            while i + 2 <= block.len() {
+                let mut field = || {
+                    let n = usize::from(u16::from_le_bytes([block[i], block[i + 1]]));
+                    let v =
+                        String::from_utf8_lossy(block.get(i + 2..i + 2 + n).unwrap_or_default())
+                            .into_owned();
+                    i += 2 + n;
+                    v
+                };
+                let k = field();
+                let v = field();
+                vars.push((k, v));
+            }
+            let get = |k: &str| {
+                vars.iter()
+                    .rev()
+                    .find(|(key, _)| key == k)
+                    .map_or("", |(_, v)| v.as_str())
+                    .to_string()
+            };
+            let body = format!("echo {} {}", get("PATH_INFO"), get("HTTP_HOST"));
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: echo\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+}
+
+#[test]
+fn worker_forwards_direct_requests_by_host() {
+    let dir = TempDir::new();
+    let echo = PathBuf::from(sock_path(dir.path(), "uwsgi_echo.sock"));
+    uwsgi_echo(&echo);
+    let h = sock_path(dir.path(), "h.sock");
+    let d = dir.path().display();
+    let app = repo_root().join("tests/apps/environ.py");
+    let ini = dir.path().join("app.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {h}\nwsgi-file = {}\n\
+             route-host = ^([a-z]+)\\.example\\.com$ uwsgi:{d}/uwsgi_$1.sock,0,0\n\
+             route-host = ^echo\\.example\\.com$ addheader:X-Never: 1\n",
+            app.display()
+        ),
+    )
+    .expect("writing app.ini");
+    let mut server = spawn_ours(dir.path(), &["--ini", &ini.display().to_string()]);
+    server.wait_line("spawned uWSGI worker 1 (", READY);
+    let h = PathBuf::from(h);
+    assert!(wait_unix(&h, READY), "{}", server.tail());
+    let r = request(
+        &Addr::Unix(h.clone()),
+        b"GET /p HTTP/1.0\r\nHost: echo.example.com\r\n\r\n",
+    );
+    assert_eq!(r.status(), Some(200), "{}\n{}", r.text(), server.tail());
+    assert_eq!(r.body(), b"echo /p echo.example.com", "{}", r.text());
+    assert_eq!(header_count(&r, "X-Backend"), 1, "{}", r.text());
+    // The forward ended the chain.
+    assert_eq!(header_count(&r, "X-Never"), 0, "{}", r.text());
+    // No such vassal: a 502 from the worker, and one line naming the socket.
+    let r = request(
+        &Addr::Unix(h),
+        b"GET / HTTP/1.0\r\nHost: nosuch.example.com\r\n\r\n",
+    );
+    assert_eq!(r.status(), Some(502), "{}", r.text());
+    server.wait_line(
+        &format!("unable to forward the request to {d}/uwsgi_nosuch.sock"),
+        READY,
     );
 }
