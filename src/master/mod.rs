@@ -135,12 +135,15 @@ impl Instance<'_> {
                 return sup.supervise();
             }
             Ok(Serve::Exit(code)) => return Ok(code),
-            Err(e) => e,
+            Err(f) => f,
         };
         if handover.has_workers() {
-            return Ok(self.keep_old_workers(handover, &failed));
+            return Ok(self.keep_old_workers(handover, failed.aux, &failed.error));
         }
-        Err(failed)
+        for a in &failed.aux {
+            process::kill(a.pid, libc::SIGINT);
+        }
+        Err(failed.error)
     }
 
     /// Opens the sockets, starts the auxiliary processes and loads the
@@ -149,7 +152,7 @@ impl Instance<'_> {
         &self,
         mut inherited: sockets::Inherited,
         handover: &reload::Handover,
-    ) -> Result<Serve<'_>, String> {
+    ) -> Result<Serve<'_>, reload::Failed> {
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
         let listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
@@ -191,7 +194,7 @@ impl Instance<'_> {
             })
             .collect();
         if let Err(e) = python::init(&self.python, &opt) {
-            return Err(reload::abandon(&aux, e));
+            return Err(reload::Failed { error: e, aux });
         }
         let apps = if self.master.lazy_apps {
             None
@@ -203,8 +206,11 @@ impl Instance<'_> {
                 {
                     Some(apps)
                 }
-                Ok(_) => return Err(reload::abandon(&aux, "the new app did not load".into())),
-                Err(e) if handover.has_workers() => return Err(reload::abandon(&aux, e)),
+                Ok(_) => {
+                    let error = "the new app did not load".into();
+                    return Err(reload::Failed { error, aux });
+                }
+                Err(error) if handover.has_workers() => return Err(reload::Failed { error, aux }),
                 Err(e) => {
                     log(e);
                     if self.master.need_app {

@@ -8,6 +8,9 @@ use crate::config::model::SocketConfig;
 use crate::sys::{process, socket};
 use crate::worker::Listener;
 
+/// Prefix of the names router listeners are kept under.
+const ROUTER_PREFIX: &str = "http:";
+
 /// Environment variable carrying `fd=name;...` across a reload's exec.
 pub const INHERIT_ENV: &str = "RUWSGI_INHERITED_SOCKETS";
 
@@ -44,6 +47,16 @@ impl Inherited {
             .collect()
     }
 
+    /// Takes the auto-assigned local socket of a previous image: with no
+    /// socket configured, the only kept one that is not a router's.
+    pub fn take_auto(&mut self) -> Option<OwnedFd> {
+        let pos = self
+            .pool
+            .iter()
+            .position(|(_, n)| !n.starts_with(ROUTER_PREFIX))?;
+        Some(self.pool.remove(pos).0)
+    }
+
     /// Takes the descriptor kept under `name`.
     pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
         let pos = self.pool.iter().position(|(_, n)| n == name)?;
@@ -69,7 +82,12 @@ pub fn open(
     }
     let mut out = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let fd = match inherited.take(&spec.name) {
+        // The auto socket was kept under the port it got, not `:0`.
+        let kept = match auto {
+            true => inherited.take_auto(),
+            false => inherited.take(&spec.name),
+        };
+        let fd = match kept {
             Some(fd) => {
                 let family = if matches!(socket::parse(&spec.name), socket::Address::Tcp(_)) {
                     "INET"
@@ -147,7 +165,7 @@ pub fn describe_for_exec<'a>(fds: impl Iterator<Item = (&'a OwnedFd, &'a str)>) 
 
 /// The name a router listener is kept under across a reload.
 pub fn router_key(addr: &str) -> String {
-    format!("http:{addr}")
+    format!("{ROUTER_PREFIX}{addr}")
 }
 
 fn log(line: impl AsRef<str>) {
