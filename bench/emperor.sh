@@ -24,6 +24,10 @@
 #   IMPORT  seconds the app's import takes (default 0.3)
 #   IDLE    seconds of idleness measured (default 3)
 #   UWSGI   the reference binary (default: the `uwsgi` on PATH)
+#   PYTHON  build ruwsgi against this interpreter (PYO3_PYTHON, in
+#           target/bench-python/) instead of the default one, e.g. the
+#           system python3 the real uWSGI's plugin uses, so that both
+#           vassals pay the same interpreter start-up
 # Needs python3 (the clients); the real uWSGI needs uwsgi-core and
 # uwsgi-plugin-python3 (without it only ruwsgi is measured).
 # With the defaults it takes about 2 minutes after the release build.
@@ -40,6 +44,11 @@ UWSGI=${UWSGI:-$(command -v uwsgi || true)}
 CLIENT="python3 $REPO/bench/emperor_client.py"
 
 echo "== building (cargo build --release)"
+if [ -n "${PYTHON:-}" ]; then
+    export PYO3_PYTHON=$PYTHON CARGO_TARGET_DIR=$REPO/target/bench-python
+    OURS=$CARGO_TARGET_DIR/release/uwsgi
+    echo "   against $PYTHON"
+fi
 cargo build --release --quiet --bin uwsgi
 
 if [ -n "$UWSGI" ] && ! "$UWSGI" --plugins python3 --version 2>/dev/null | grep -q '^2\.0'; then

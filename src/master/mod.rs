@@ -403,6 +403,9 @@ impl<'a> Supervisor<'a> {
         } else {
             self.inst.master.processes
         };
+        // Stamped before any worker serves: a touch after the first
+        // request must count.
+        let mut touch = Touch::new(&self.inst.master.touch_reload);
         self.workers = (0..n).map(|_| None).collect();
         for id in 1..=n {
             self.spawn(id, &signals, false)?;
@@ -410,7 +413,6 @@ impl<'a> Supervisor<'a> {
         self.handover.serving();
         self.handover.retire();
         notify_ready();
-        let mut touch = Touch::new(&self.inst.master.touch_reload);
         let mut phase = Phase::Running;
         let mut phase_since = Instant::now();
         loop {
