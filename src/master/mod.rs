@@ -132,6 +132,13 @@ impl Instance<'_> {
     }
 
     fn start(&self) -> Result<i32, String> {
+        let ended = self.run_to_end();
+        // Only a master that ends for good gets here (a reload execs).
+        sockets::remove_router_private();
+        ended
+    }
+
+    fn run_to_end(&self) -> Result<i32, String> {
         daemon::apply(&self.master, self.is_reload(), self.emperor.is_some())?;
         if let Some(pidfile) = &self.master.pidfile {
             if !self.is_reload() {
@@ -148,12 +155,15 @@ impl Instance<'_> {
                 return sup.supervise();
             }
             Ok(Serve::Exit(code)) => return Ok(code),
-            Err(e) => e,
+            Err(f) => f,
         };
         if handover.has_workers() {
-            return Ok(self.keep_old_workers(handover, &failed));
+            return Ok(self.keep_old_workers(handover, failed.aux, &failed.error));
         }
-        Err(failed)
+        for a in &failed.aux {
+            process::kill(a.pid, libc::SIGINT);
+        }
+        Err(failed.error)
     }
 
     /// Opens the sockets, starts the auxiliary processes and loads the
@@ -162,23 +172,21 @@ impl Instance<'_> {
         &self,
         mut inherited: sockets::Inherited,
         handover: &reload::Handover,
-    ) -> Result<Serve<'_>, String> {
+    ) -> Result<Serve<'_>, reload::Failed> {
         let mut router = self.router_setup(&mut inherited)?;
         let wants_local = router.as_ref().is_some_and(|(cfg, _)| cfg.to.is_empty());
         let mut listeners = sockets::open(&self.sockets, &mut inherited, wants_local)?;
         identity::drop_privileges(&self.master)?;
         // Created after the drop: the router (running as that user too)
         // must be able to reach it.
-        let mut private = None;
         if let Some((cfg, _)) = router.as_mut() {
             cfg.local_socket = listeners.first().map(|l| l.name.clone());
             if wants_local {
                 // The router reaches the workers by its own socket, so they
                 // know its requests are routed already.
-                let (l, dir) = sockets::router_private(self.sockets.listen, &mut inherited)?;
+                let l = sockets::router_private(self.sockets.listen, &mut inherited)?;
                 cfg.local_socket = Some(l.name.clone());
                 listeners.push(l);
-                private = Some(dir);
             }
         }
         let emperor = self.emperor_setup();
@@ -216,7 +224,7 @@ impl Instance<'_> {
             })
             .collect();
         if let Err(e) = python::init(&self.python, &opt) {
-            return Err(reload::abandon(&aux, e));
+            return Err(reload::Failed { error: e, aux });
         }
         let apps = if self.master.lazy_apps {
             None
@@ -228,8 +236,11 @@ impl Instance<'_> {
                 {
                     Some(apps)
                 }
-                Ok(_) => return Err(reload::abandon(&aux, "the new app did not load".into())),
-                Err(e) if handover.has_workers() => return Err(reload::abandon(&aux, e)),
+                Ok(_) => {
+                    let error = "the new app did not load".into();
+                    return Err(reload::Failed { error, aux });
+                }
+                Err(error) if handover.has_workers() => return Err(reload::Failed { error, aux }),
                 Err(e) => {
                     log(e);
                     if self.master.need_app {
@@ -246,8 +257,7 @@ impl Instance<'_> {
         if !self.master.master {
             return Ok(Serve::Exit(self.single(&listeners, apps.as_ref(), slots)));
         }
-        let mut sup = Supervisor::new(self, listeners, apps, slots, router, emperor, aux);
-        sup.private = private;
+        let sup = Supervisor::new(self, listeners, apps, slots, router, emperor, aux);
         Ok(Serve::Supervise(Box::new(sup)))
     }
 
@@ -357,8 +367,6 @@ struct Supervisor<'a> {
     aux: Vec<Aux>,
     /// Workers of the previous image, retired once ours serve.
     handover: reload::Handover,
-    /// The router's private socket directory, removed when we end.
-    private: Option<sockets::PrivateDir>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -382,7 +390,6 @@ impl<'a> Supervisor<'a> {
             emperor,
             aux,
             handover: reload::Handover::default(),
-            private: None,
         }
     }
 
@@ -429,6 +436,9 @@ impl<'a> Supervisor<'a> {
         } else {
             self.inst.master.processes
         };
+        // Stamped before any worker serves: a touch after the first
+        // request must count.
+        let mut touch = Touch::new(&self.inst.master.touch_reload);
         self.workers = (0..n).map(|_| None).collect();
         for id in 1..=n {
             self.spawn(id, &signals, false)?;
@@ -436,7 +446,6 @@ impl<'a> Supervisor<'a> {
         self.handover.serving();
         self.handover.retire();
         notify_ready();
-        let mut touch = Touch::new(&self.inst.master.touch_reload);
         let mut phase = Phase::Running;
         let mut phase_since = Instant::now();
         loop {

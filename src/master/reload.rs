@@ -174,13 +174,30 @@ impl Handover {
     }
 }
 
-/// Stops the auxiliary processes a failed start had already forked (the
-/// old image's keep serving) and passes the error on.
-pub(super) fn abandon(aux: &[super::Aux], error: String) -> String {
+/// A start that failed, with the auxiliary processes (router, emperor) it
+/// had already forked: they run the new config, which did resolve, so they
+/// keep running beside the old workers.
+pub(super) struct Failed {
+    pub error: String,
+    pub aux: Vec<super::Aux>,
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Failed {
+        Failed {
+            error,
+            aux: Vec::new(),
+        }
+    }
+}
+
+/// Asks auxiliary processes to stop (the next image starts its own; the
+/// listening sockets stay open meanwhile).
+fn stop_aux(aux: &mut [super::Aux]) {
     for a in aux {
+        a.stopping.get_or_insert_with(Instant::now);
         process::kill(a.pid, libc::SIGINT);
     }
-    error
 }
 
 /// Resolves the configuration the next image would read (same argv, same
@@ -352,7 +369,12 @@ impl Instance<'_> {
     /// The new image could not start serving: the workers of the old one
     /// keep doing so until a reload trigger (signal, emperor, touch) tries
     /// again or a stop request ends them.
-    pub(super) fn keep_old_workers(&self, mut handover: Handover, error: &str) -> i32 {
+    pub(super) fn keep_old_workers(
+        &self,
+        mut handover: Handover,
+        mut aux: Vec<super::Aux>,
+        error: &str,
+    ) -> i32 {
         log(format!("!!! reload failed: {error} !!!"));
         let pids: Vec<String> = handover.pids().map(|p| p.to_string()).collect();
         log(format!(
@@ -364,6 +386,7 @@ impl Instance<'_> {
             Err(e) => {
                 log(format!("signal setup: {e}"));
                 handover.signal(libc::SIGINT);
+                stop_aux(&mut aux);
                 return 1;
             }
         };
@@ -379,6 +402,9 @@ impl Instance<'_> {
             if command == Command::Lost {
                 log("lost connection with my emperor !!!");
                 handover.signal(libc::SIGKILL);
+                for a in &aux {
+                    process::kill(a.pid, libc::SIGKILL);
+                }
                 return 1;
             }
             let event = match command {
@@ -392,18 +418,22 @@ impl Instance<'_> {
                 Some(Event::Shutdown) => {
                     stopping = true;
                     handover.signal(libc::SIGINT);
+                    stop_aux(&mut aux);
                 }
                 Some(Event::GracefulStop) | Some(Event::Term) => {
                     stopping = true;
                     handover.signal(libc::SIGHUP);
+                    stop_aux(&mut aux);
                 }
                 _ => {}
             }
             while let Some((pid, how)) = process::reap() {
-                handover.reaped(pid, how);
+                if !handover.reaped(pid, how) {
+                    aux.retain(|a| a.pid != pid);
+                }
             }
             handover.enforce_mercy();
-            if stopping && !handover.has_workers() {
+            if stopping && !handover.has_workers() && aux.is_empty() {
                 log("goodbye to uWSGI.");
                 return 0;
             }
@@ -416,6 +446,7 @@ impl Instance<'_> {
                         continue;
                     }
                 }
+                stop_aux(&mut aux);
                 let workers: Vec<_> = handover.workers().collect();
                 let kept = handover.spare.iter().map(|(fd, n)| (fd, n.as_str()));
                 return exec(self, kept, &workers);

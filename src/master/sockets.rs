@@ -8,6 +8,9 @@ use crate::config::model::SocketConfig;
 use crate::sys::{process, socket};
 use crate::worker::Listener;
 
+/// Prefix of the names router listeners are kept under.
+const ROUTER_PREFIX: &str = "http:";
+
 /// Environment variable carrying `fd=name;...` across a reload's exec.
 pub const INHERIT_ENV: &str = "RUWSGI_INHERITED_SOCKETS";
 
@@ -110,6 +113,17 @@ impl Inherited {
             .collect()
     }
 
+    /// Takes the auto-assigned local socket of a previous image: with no
+    /// socket configured, the kept loopback one (not a router's `http =`
+    /// listener, not the router's private unix socket).
+    pub fn take_auto(&mut self) -> Option<OwnedFd> {
+        let pos = self
+            .pool
+            .iter()
+            .position(|(_, n)| !n.starts_with(ROUTER_PREFIX) && n.starts_with(AUTO_HOST))?;
+        Some(self.pool.remove(pos).0)
+    }
+
     /// Takes the descriptor kept under `name`.
     pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
         let pos = self.pool.iter().position(|(_, n)| n == name)?;
@@ -119,6 +133,10 @@ impl Inherited {
 
 /// Binds (or inherits) every configured socket. `auto_local` asks for a
 /// uwsgi socket on 127.0.0.1 with a kernel-chosen port when none is
+/// Where the router's default backend socket is bound when none is
+/// configured (port chosen by the kernel).
+const AUTO_HOST: &str = "127.0.0.1:";
+
 /// configured (the router's default backend).
 pub fn open(
     cfg: &SocketConfig,
@@ -129,15 +147,19 @@ pub fn open(
     let auto = auto_local && specs.is_empty() && inherited.activated.is_empty();
     if auto {
         specs.push(crate::config::model::SocketSpec {
-            name: "127.0.0.1:0".into(),
+            name: format!("{AUTO_HOST}0"),
             proto: crate::config::model::SocketProto::Uwsgi,
         });
     }
     let mut out = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let reused = inherited
-            .take(&spec.name)
-            .or_else(|| inherited.take_activated(&spec.name).map(|(fd, _)| fd));
+        // The auto socket was kept under the port it got, not `:0`.
+        let reused = match auto {
+            true => inherited.take_auto(),
+            false => inherited
+                .take(&spec.name)
+                .or_else(|| inherited.take_activated(&spec.name).map(|(fd, _)| fd)),
+        };
         let fd = match reused {
             Some(fd) => {
                 log_inherited(i, &spec.name, &fd);
@@ -242,17 +264,9 @@ pub fn describe_for_exec<'a>(fds: impl Iterator<Item = (&'a OwnedFd, &'a str)>) 
 /// exists), so no other client can pass for the router. Requests accepted
 /// on it skip the workers' routing table: the router applied it.
 /// The directory is named after the master's pid, which a reload keeps.
-pub fn router_private(
-    listen: i32,
-    inherited: &mut Inherited,
-) -> Result<(Listener, PrivateDir), String> {
+pub fn router_private(listen: i32, inherited: &mut Inherited) -> Result<Listener, String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let name = format!("ruwsgi-router-{}", process::getpid());
-    let mut dir = std::env::temp_dir().join(&name);
-    // A socket path must fit sun_path (108 bytes).
-    if dir.as_os_str().len() > 80 {
-        dir = std::path::Path::new("/tmp").join(&name);
-    }
+    let dir = private_dir();
     if let Some(parent) = dir.parent() {
         sweep_stale(parent);
     }
@@ -280,15 +294,36 @@ pub fn router_private(
             socket::bind(&name, listen)?.fd
         }
     };
-    Ok((
-        Listener {
-            fd,
-            name,
-            proto: crate::config::model::SocketProto::Uwsgi,
-            pre_routed: true,
-        },
-        PrivateDir(dir),
-    ))
+    Ok(Listener {
+        fd,
+        name,
+        proto: crate::config::model::SocketProto::Uwsgi,
+        pre_routed: true,
+    })
+}
+
+/// This master's private directory (named after its pid, which a reload
+/// keeps).
+fn private_dir() -> std::path::PathBuf {
+    let name = format!("ruwsgi-router-{}", process::getpid());
+    let dir = std::env::temp_dir().join(&name);
+    // A socket path must fit sun_path (108 bytes).
+    if dir.as_os_str().len() > 80 {
+        return std::path::Path::new("/tmp").join(&name);
+    }
+    dir
+}
+
+/// Removes this master's private directory, if it made one. Called when
+/// the master ends for good (never across a reload's exec: the router
+/// and the old workers still use the socket then).
+pub fn remove_router_private() {
+    remove_private(&private_dir());
+}
+
+fn remove_private(dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join("router.sock"));
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes the private directories of masters that are gone without
@@ -311,25 +346,14 @@ fn sweep_stale(parent: &std::path::Path) {
         let ours = std::fs::symlink_metadata(&path)
             .is_ok_and(|m| m.is_dir() && m.uid() == process::geteuid());
         if ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            drop(PrivateDir(path));
+            remove_private(&path);
         }
-    }
-}
-
-/// Removes the router's private directory when the master ends.
-#[derive(Debug)]
-pub struct PrivateDir(std::path::PathBuf);
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0.join("router.sock"));
-        let _ = std::fs::remove_dir(&self.0);
     }
 }
 
 /// The name a router listener is kept under across a reload.
 pub fn router_key(addr: &str) -> String {
-    format!("http:{addr}")
+    format!("{ROUTER_PREFIX}{addr}")
 }
 
 fn log(line: impl AsRef<str>) {

@@ -1102,3 +1102,29 @@ fn ten_thousand_files_stay_bounded() {
         t.elapsed()
     );
 }
+
+/// A change inside the same second is a change (uWSGI compares whole
+/// seconds and misses it).
+#[test]
+fn a_change_within_the_same_second_is_detected() {
+    let s = Setup::new();
+    let file = s.vassal("ns.ini", "plain");
+    let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let set = |t: SystemTime| {
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(t)
+            .unwrap()
+    };
+    set(second);
+    // A long period: the periodic scan may not be what notices it.
+    let em = s.start(&["--emperor-freq", "60"]);
+    let pid = running(&s, "ns.ini", 10.0);
+    em.wait_log("[emperor] vassal ns.ini is ready to accept requests", 5.0);
+    set(second + Duration::from_millis(500));
+    em.wait_log("[emperor] reload the uwsgi instance ns.ini", 2.0);
+    assert!(eventually(2.0, || s.events("ns.ini") == ["reload"]));
+    assert_eq!(s.pid("ns.ini"), Some(pid));
+}

@@ -14,6 +14,9 @@ use crate::server::{
 };
 use crate::util::{visible, TempDir};
 
+/// How long a stop may take (uWSGI's own shutdown, on a busy machine).
+const STOP: Duration = Duration::from_secs(60);
+
 fn skip(test: &str, reason: &str) {
     if std::env::var_os("RUWSGI_IT_REQUIRE_PEERS").is_some() {
         panic!("{test}: {reason} (RUWSGI_IT_REQUIRE_PEERS is set)");
@@ -67,12 +70,17 @@ fn wait_served(sock: &Path, server: &Proc) {
     }
 }
 
+/// Touches `path` so that its mtime grows by a whole second at least: the
+/// real emperor compares whole seconds and misses a touch within the
+/// second the file was written.
 fn touch(path: &Path) {
+    let old = fs::metadata(path).unwrap().modified().unwrap();
+    let new = SystemTime::now().max(old + Duration::from_secs(1));
     fs::File::options()
         .write(true)
         .open(path)
         .unwrap()
-        .set_modified(SystemTime::now())
+        .set_modified(new)
         .unwrap();
 }
 
@@ -106,8 +114,9 @@ fn lifecycle(mut emperor: Proc, sock: &Path, ini: &Path, reloaded: &str, stopped
 
     fs::remove_file(ini).unwrap();
     emperor.wait_line("[emperor] stop the uwsgi instance a.ini", READY);
-    emperor.wait_line("[emperor] removed uwsgi instance a.ini", READY);
     emperor.wait_line(stopped, READY);
+    // uWSGI's workers may take their time to go on a loaded machine.
+    emperor.wait_line("[emperor] removed uwsgi instance a.ini", STOP);
     let gone = wait_for(Duration::from_secs(5), || (!served(sock)).then_some(()));
     assert!(
         gone.is_some(),
@@ -133,12 +142,14 @@ fn the_real_uwsgi_is_a_vassal_of_our_emperor() {
     );
     // The real uWSGI's own lines: its version banner, then its reload.
     emperor.wait_line("*** Starting uWSGI 2.0", READY);
+    // Its reaction to the stop byte; its goodbye may come late or never
+    // on a loaded machine (a worker it waits for), so it is not required.
     lifecycle(
         emperor,
         &sock,
         &ini,
         "gracefully (RE)spawned uWSGI master process",
-        "goodbye to uWSGI.",
+        "SIGINT/SIGTERM received...killing workers...",
     );
 }
 

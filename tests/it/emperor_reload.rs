@@ -252,3 +252,41 @@ fn a_broken_new_app_or_config_keeps_the_old_workers_serving() {
         site.server.log()
     );
 }
+
+/// A single instance with its own router (`http =`): a broken new app
+/// keeps the old workers serving, and the router (restarted by the new
+/// image, whose config did resolve) keeps routing to them.
+#[test]
+fn a_broken_app_behind_the_instances_own_router_keeps_serving() {
+    let tmp = TempDir::new();
+    let dir = fs::canonicalize(tmp.path()).unwrap();
+    fs::write(dir.join("app.py"), app("v1")).unwrap();
+    let port = free_port();
+    fs::write(
+        dir.join("site.ini"),
+        format!(
+            "[uwsgi]\nmaster = true\nhttp = 127.0.0.1:{port}\nwsgi-file = app.py\n\
+             processes = 2\ndisable-logging = true\ntouch-reload = {}\n",
+            dir.join("deploy").display()
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("deploy"), "").unwrap();
+    let server = spawn_ours(&dir, &["--ini", "site.ini"]);
+    let site = Site { tmp, port, server };
+    site.wait_body("v1");
+    let load = Load::start(port);
+    fs::write(dir.join("app.py"), "raise ImportError('broken deploy')\n").unwrap();
+    touch(&dir.join("deploy"));
+    let mut server = site.server;
+    server.wait_line("!!! reload failed: the new app did not load !!!", READY);
+    thread::sleep(Duration::from_millis(1500));
+    let out = load.finish();
+    assert!(
+        out.failures.is_empty(),
+        "failed requests: {:?}\n{}",
+        out.failures,
+        server.tail()
+    );
+    assert_eq!(out.bodies, ["v1"], "{out:?}");
+}
