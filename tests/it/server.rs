@@ -67,6 +67,7 @@ impl Proc {
             .open(log)
             .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = file.try_clone().expect("dup log fd");
+        crate::util::die_with_parent(&mut cmd);
         cmd.process_group(0)
             .stdin(Stdio::null())
             .stdout(file)

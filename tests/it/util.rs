@@ -445,6 +445,23 @@ pub fn online_cpus() -> Option<usize> {
     Some(n)
 }
 
+/// Makes the spawned process die (SIGKILL) when the test thread that
+/// spawned it ends, so a killed or crashed test run leaves no server
+/// behind. Spawn from the test's own thread, which outlives its guards.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours;
+    // nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

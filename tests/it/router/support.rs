@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,12 +102,14 @@ impl Router {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, &conf)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
         if let Some(s) = socket0 {
             cmd.env("RUWSGI_ROUTER_TEST_SOCKET0", s);
         }
+        crate::util::die_with_parent(&mut cmd);
         // Owned by the guard from the start: a failed wait kills it.
         let mut router = Router {
             child: Some(cmd.spawn().expect("spawn router child")),
