@@ -12,16 +12,13 @@ use std::time::{Duration, SystemTime};
 use crate::server::{
     exchange, reference_uwsgi, scrubbed, spawn_ours, uwsgi_packet, wait_for, Addr, Proc, READY,
 };
-use crate::util::{visible, TempDir};
+use crate::util::TempDir;
 
 /// How long a stop may take (uWSGI's own shutdown, on a busy machine).
 const STOP: Duration = Duration::from_secs(60);
 
 fn skip(test: &str, reason: &str) {
-    if std::env::var_os("RUWSGI_IT_REQUIRE_PEERS").is_some() {
-        panic!("{test}: {reason} (RUWSGI_IT_REQUIRE_PEERS is set)");
-    }
-    visible(&format!("SKIP emperor_interop::{test}: {reason}"));
+    crate::util::skip_test(&format!("emperor_interop::{test}"), reason);
 }
 
 const APP: &str = "def application(environ, start_response):\n\

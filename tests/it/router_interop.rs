@@ -18,15 +18,12 @@ use crate::server::{
     free_port, reference_uwsgi, request, scrubbed, sock_path, spawn_ours, wait_for, wait_tcp,
     wait_unix, Addr, Proc, Reply, READY,
 };
-use crate::util::{copy_tree, repo_root, visible, TempDir};
+use crate::util::{copy_tree, repo_root, TempDir};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn skip(test: &str, reason: &str) {
-    if std::env::var_os("RUWSGI_IT_REQUIRE_PEERS").is_some() {
-        panic!("{test}: {reason} (RUWSGI_IT_REQUIRE_PEERS is set)");
-    }
-    visible(&format!("SKIP router_interop::{test}: {reason}"));
+    crate::util::skip_test(&format!("router_interop::{test}"), reason);
 }
 
 const NO_REFERENCE: &str = "the real uWSGI with its python3, http and router_uwsgi plugins is not installed (apt-get install uwsgi-core uwsgi-plugin-python3)";

@@ -462,6 +462,16 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Reports a skipped test (`module::name`) visibly; fails instead when the
+/// environment promises every peer (`RUWSGI_IT_REQUIRE_PEERS`, set by
+/// `.ci/run`).
+pub fn skip_test(test: &str, reason: &str) {
+    if std::env::var_os("RUWSGI_IT_REQUIRE_PEERS").is_some() {
+        panic!("{test}: {reason} (RUWSGI_IT_REQUIRE_PEERS is set)");
+    }
+    visible(&format!("SKIP {test}: {reason}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,10 +137,7 @@ impl Instance {
 /// Reports a skipped test visibly; fails instead when the environment
 /// promises every peer (`RUWSGI_IT_REQUIRE_PEERS`, set by `.ci/run`).
 fn skip(test: &str, reason: &str) {
-    if std::env::var_os("RUWSGI_IT_REQUIRE_PEERS").is_some() {
-        panic!("{test}: {reason} (RUWSGI_IT_REQUIRE_PEERS is set)");
-    }
-    visible(&format!("SKIP wsgi::{test}: {reason}"));
+    crate::util::skip_test(&format!("wsgi::{test}"), reason);
 }
 
 /// Whether `python3` (the Python this binary embeds) imports `module`.
