@@ -518,6 +518,7 @@ impl<'a> Supervisor<'a> {
             }
             self.respawns.push(Instant::now());
         }
+        let master_pid = process::getpid();
         python::before_fork();
         let mask = process::block_all_signals();
         let forked = process::fork();
@@ -532,7 +533,7 @@ impl<'a> Supervisor<'a> {
         match forked {
             Forked::Child => {
                 signals.forget();
-                process::set_parent_death_signal(libc::SIGKILL);
+                process::die_with(master_pid);
                 python::after_fork_child();
                 python::set_worker_id(id, self.inst.master.processes);
                 if let Some(link) = &self.inst.emperor {
@@ -885,6 +886,7 @@ fn spawn_aux(
     emperor: Option<&EmperorConfig>,
     master_signals: Option<&Signals>,
 ) -> Result<Aux, String> {
+    let master_pid = process::getpid();
     let mask = process::block_all_signals();
     match process::fork() {
         Err(e) => {
@@ -904,7 +906,7 @@ fn spawn_aux(
             if let Some(s) = master_signals {
                 s.forget();
             }
-            process::set_parent_death_signal(libc::SIGKILL);
+            process::die_with(master_pid);
             let code = match kind {
                 AuxKind::Http => {
                     let owned: Vec<OwnedFd> =

@@ -37,8 +37,16 @@ pub fn check_file(authorization: &[u8], path: &[u8]) -> Verdict {
         return Verdict::Denied;
     };
     let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
-    let Ok(file) = std::fs::read(std::ffi::OsStr::from_bytes(path)) else {
-        return Verdict::Denied;
+    let file = match std::fs::read(std::ffi::OsStr::from_bytes(path)) {
+        Ok(file) => file,
+        Err(e) => {
+            // Every request is refused: say why, naming the file.
+            eprintln!(
+                "[uwsgi-basicauth] unable to read htpasswd file {}: {e}",
+                String::from_utf8_lossy(path)
+            );
+            return Verdict::Denied;
+        }
     };
     let expected = [b"{SHA}".as_slice(), &base64(&sha1(password))].concat();
     for line in file.split(|&b| b == b'\n') {

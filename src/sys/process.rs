@@ -34,6 +34,17 @@ pub fn set_parent_death_signal(sig: libc::c_int) {
     }
 }
 
+/// In a freshly forked child: dies with SIGKILL when `parent` does, and
+/// exits at once if `parent` already died before the signal was armed
+/// (the child would otherwise be orphaned for good).
+pub fn die_with(parent: libc::pid_t) {
+    set_parent_death_signal(libc::SIGKILL);
+    // SAFETY: getppid cannot fail and touches no memory.
+    if unsafe { libc::getppid() } != parent {
+        exit_now(1);
+    }
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {
