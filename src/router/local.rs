@@ -114,20 +114,35 @@ pub(crate) fn respond(r: Response, req: Request, has_body: bool, sh: &Shared<'_>
     })
 }
 
-/// `static:PATH`; `None` when it is not a readable regular file (the
-/// client then gets an empty reply, as from uWSGI).
-pub(crate) fn serve_file(
-    path: &[u8],
-    req: Request,
-    has_body: bool,
-    sh: &Shared<'_>,
-) -> Option<Box<Local>> {
+/// A readable regular file at `path`. Opened non-blocking: a FIFO named
+/// by the request must not stall the router's loop.
+fn open_regular(path: &[u8]) -> std::io::Result<(File, std::fs::Metadata)> {
     use std::os::unix::ffi::OsStrExt;
-    let file = File::open(std::ffi::OsStr::from_bytes(path)).ok()?;
-    let meta = file.metadata().ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(std::ffi::OsStr::from_bytes(path))?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return None;
+        return Err(std::io::Error::other("not a regular file"));
     }
+    Ok((file, meta))
+}
+
+/// `static:PATH`. A path that is not a readable regular file gets a 404
+/// and a log line naming it (uWSGI closes the connection without a reply).
+pub(crate) fn serve_file(path: &[u8], req: Request, has_body: bool, sh: &Shared<'_>) -> Box<Local> {
+    let (file, meta) = match open_regular(path) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!(
+                "[uwsgi-http] static file {}: {e}",
+                String::from_utf8_lossy(path)
+            );
+            return respond(Response::not_found(), req, has_body, sh);
+        }
+    };
     let mtime = meta
         .modified()
         .ok()
@@ -152,13 +167,13 @@ pub(crate) fn serve_file(
     let head = response.render(&req.protocol, &ops);
     let file = (status == 200 && !req.head_method && meta.len() > 0).then_some((file, meta.len()));
     let keep = req.keep_alive && !has_body;
-    Some(Box::new(Local {
+    Box::new(Local {
         head,
         file,
         req,
         status,
         keep,
-    }))
+    })
 }
 
 fn mime_type(path: &[u8]) -> Option<&'static str> {

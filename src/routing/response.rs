@@ -120,6 +120,18 @@ impl Response {
         }
     }
 
+    /// The answer to a `static:` path that is not a readable regular file
+    /// (where uWSGI closes the connection without a reply).
+    pub fn not_found() -> Response {
+        let body: &[u8] = b"Not Found\n";
+        let length = body.len().to_string();
+        let headers: [(&[u8], &[u8]); 2] = [
+            (b"Content-Type", b"text/plain"),
+            (b"Content-Length", length.as_bytes()),
+        ];
+        Response::new(b"404 Not Found", &headers, body)
+    }
+
     /// The 3-digit status (0 when the status text has none).
     pub fn code(&self) -> u16 {
         status_code(&self.status).unwrap_or(0)

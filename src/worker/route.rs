@@ -101,7 +101,14 @@ pub(crate) fn request(env: &Env<'_>, vars: &[(&[u8], &[u8])], reply: &mut Reply)
                     reply.finish();
                     reply.stats.status
                 }
-                None => 0,
+                None => {
+                    // uWSGI closes without a reply; a client gets a 404.
+                    eprintln!("static file {}: not a readable regular file", p.display());
+                    let r = routing::Response::not_found();
+                    let bytes = r.render(&reply.protocol, &ev.headers);
+                    let _ = reply.wire.stream.write_all(&bytes);
+                    r.code()
+                }
             }
         }
         Outcome::Forward(f) => {
@@ -146,7 +153,13 @@ pub(crate) fn request(env: &Env<'_>, vars: &[(&[u8], &[u8])], reply: &mut Reply)
 
 /// `static:PATH`: a readable regular file.
 fn open_file(path: &std::path::Path) -> Option<super::static_files::Found> {
-    let file = std::fs::File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking open: a FIFO must not hang the worker (refused below).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() {
         return None;

@@ -520,6 +520,14 @@ fn http_action_and_static_files() {
                 &format!("^/h/(.*) http:{http_addr},backend.example,/rewritten/$1"),
             ),
             ("route", &format!("^/s static:{}", file.display())),
+            (
+                "route",
+                &format!("^/fifo static:{}/fifo", dir.path().display()),
+            ),
+            (
+                "route",
+                &format!("^/none static:{}/none", dir.path().display()),
+            ),
         ],
         None,
     );
@@ -547,6 +555,16 @@ fn http_action_and_static_files() {
         format!("GET /s HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: {modified}\r\n\r\n").as_bytes(),
     );
     assert_eq!(c.response(false).expect("304").status, 304);
+    // Not a regular file: a 404 (uWSGI sends nothing), and a FIFO nobody
+    // writes to does not stall the router.
+    let fifo = std::ffi::CString::new(format!("{}/fifo", dir.path().display())).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    for path in ["/fifo", "/none", "/s"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let want = if path == "/s" { 200 } else { 404 };
+        assert_eq!(c.response(false).expect(path).status, want, "{path}");
+    }
 }
 
 #[test]

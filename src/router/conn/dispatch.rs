@@ -111,10 +111,8 @@ impl Conn {
                 );
             }
             Outcome::Static(path) => {
-                return match local::serve_file(&path, req, has_body, sh) {
-                    Some(l) => (Stage::Local(l), Step::Progress),
-                    None => (Stage::Closing(Closing::Flushing), Step::Progress),
-                };
+                let l = local::serve_file(&path, req, has_body, sh);
+                return (Stage::Local(l), Step::Progress);
             }
             Outcome::Forward(f) => {
                 let proto = match f.kind {
