@@ -280,7 +280,8 @@ impl<'a> Gateway<'a> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: try again on the next turn.
-                    log(&format!("uWSGI http: accept(): {e}"));
+                    let name = self.cfg.http.get(index).map_or("?", String::as_str);
+                    log(&format!("uWSGI http: accept(): {e} [socket {name}]"));
                     return;
                 }
             }

@@ -265,7 +265,11 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
                     break;
                 }
                 Err(e) if is_transient(&e) => {}
-                Err(e) => log(&format!("accept(): {}", reply::strerror(&e))),
+                Err(e) => log(&format!(
+                    "accept(): {} [socket {}]",
+                    reply::strerror(&e),
+                    listener.name
+                )),
             }
         }
         if served {
