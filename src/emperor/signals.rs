@@ -41,6 +41,11 @@ const TABLE: &[(libc::c_int, Signal)] = &[
     (SIGWINCH, Signal::Wake),
 ];
 
+/// The signals the emperor catches.
+pub fn handled() -> impl Iterator<Item = libc::c_int> {
+    TABLE.iter().map(|&(sig, _)| sig)
+}
+
 /// Installed handlers; dropping them restores the previous behaviour.
 #[derive(Debug)]
 pub struct Signals {

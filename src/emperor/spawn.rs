@@ -118,9 +118,17 @@ pub fn spawn(cfg: &EmperorConfig, log: &Logger, req: &Request) -> Result<Spawned
         req.broodlord_num,
     );
     let emperor = std::process::id();
-    match process::fork().map_err(SpawnError::Fork)? {
+    // Signals stay blocked in the child until its exec (std's exec unblocks
+    // them), so one sent meanwhile reaches the vassal, not our handlers.
+    let mask = process::block_all_signals();
+    let forked = process::fork();
+    if !matches!(forked, Ok(Forked::Child)) {
+        process::restore_signals(&mask);
+    }
+    match forked.map_err(SpawnError::Fork)? {
         Forked::Parent(pid) => Ok(Spawned { pid, pipe: ours }),
         Forked::Child => {
+            process::default_signal_actions(super::signals::handled());
             drop(ours);
             let code = child(cfg, log, req, &theirs, &env, emperor);
             std::process::exit(code)

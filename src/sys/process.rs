@@ -186,6 +186,19 @@ pub fn restore_signals(old: &libc::sigset_t) {
     }
 }
 
+/// In a forked child with signals blocked: puts `signals` back to their
+/// default action, so one that arrived since the fork (pending) acts on
+/// the child once unblocked instead of being caught by the parent's
+/// handlers (which would swallow it).
+pub fn default_signal_actions(signals: impl IntoIterator<Item = libc::c_int>) {
+    for sig in signals {
+        // SAFETY: SIG_DFL is a valid disposition for any catchable signal.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
 /// Unblocks every signal (a forked child, once its handlers are in place).
 pub fn unblock_all_signals() {
     // SAFETY: an empty set, initialised by sigemptyset.
