@@ -78,6 +78,28 @@ pub struct Config {
 }
 
 impl Config {
+    /// A resolved config made of `key = value` pairs (`None`: a bare flag),
+    /// each from `file` at its 1-based position, for the typed-slice tests.
+    #[cfg(test)]
+    pub(crate) fn from_pairs(file: &str, pairs: &[(&str, Option<&str>)]) -> Config {
+        let file: std::sync::Arc<str> = std::sync::Arc::from(file);
+        Config {
+            applied: pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| Applied {
+                    key: k.as_bytes().to_vec(),
+                    value: v.map(|v| v.as_bytes().to_vec()),
+                    origin: Origin::File {
+                        file: file.clone(),
+                        line: i + 1,
+                    },
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
     /// Value of the first entry with `key` (what `--get` and `%(key)` see).
     pub fn first(&self, key: &str) -> Option<&[u8]> {
         self.entries

@@ -223,25 +223,9 @@ impl Default for RouterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Applied, Origin};
-    use std::sync::Arc;
 
     fn config(pairs: &[(&str, Option<&str>)]) -> Config {
-        Config {
-            applied: pairs
-                .iter()
-                .enumerate()
-                .map(|(i, (k, v))| Applied {
-                    key: k.as_bytes().to_vec(),
-                    value: v.map(|v| v.as_bytes().to_vec()),
-                    origin: Origin::File {
-                        file: Arc::from("r.ini"),
-                        line: i + 1,
-                    },
-                })
-                .collect(),
-            ..Config::default()
-        }
+        Config::from_pairs("r.ini", pairs)
     }
 
     #[test]

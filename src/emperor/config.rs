@@ -209,20 +209,9 @@ impl EmperorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Applied, Origin};
 
     fn config(pairs: &[(&str, Option<&str>)]) -> Config {
-        Config {
-            applied: pairs
-                .iter()
-                .map(|(k, v)| Applied {
-                    key: k.as_bytes().to_vec(),
-                    value: v.map(|v| v.as_bytes().to_vec()),
-                    origin: Origin::Internal,
-                })
-                .collect(),
-            ..Config::default()
-        }
+        Config::from_pairs("test.ini", pairs)
     }
 
     #[test]

@@ -119,14 +119,11 @@ pub(crate) fn ctime(t: SystemTime) -> String {
     )
 }
 
-/// `Fri, 27 Nov 2026 16:27:17 GMT` (RFC 9110 IMF-fixdate).
+/// `Fri, 27 Nov 2026 16:27:17 GMT` (RFC 9110 IMF-fixdate), as the
+/// router's `static:` answers write it.
 pub(crate) fn http_date(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s, wd) = civil(t);
-    format!(
-        "{}, {d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT",
-        DAYS[wd],
-        MONTHS[mo - 1]
-    )
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    String::from_utf8_lossy(&crate::routing::vars::http_date(secs)).into_owned()
 }
 
 #[cfg(test)]
