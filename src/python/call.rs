@@ -272,7 +272,26 @@ fn finish_head(py: Python<'_>, shared: &Shared) -> Ended {
 fn send_result(py: Python<'_>, result: &Bound<'_, PyAny>, shared: &Shared) -> Ended {
     // uWSGI (non-strict) accepts a bare bytes return as the whole body.
     if let Ok(bytes) = result.cast::<PyBytes>() {
+        shared.lock().body_length_known(bytes.as_bytes().len());
         return write(py, shared, bytes.as_bytes());
+    }
+    if let Some(body) = sole_item(result) {
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return classify(shared, e),
+        };
+        match body.as_ref().map(|b| b.cast::<PyBytes>()) {
+            Some(Ok(bytes)) => {
+                shared.lock().body_length_known(bytes.as_bytes().len());
+                return write(py, shared, bytes.as_bytes());
+            }
+            None => {
+                shared.lock().body_length_known(0);
+                return Ended::Ok;
+            }
+            // Not bytes: the loop below reports it.
+            Some(Err(_)) => {}
+        }
     }
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         if let Some((mut file, len)) = sendfile_source(py, wrapper) {
@@ -306,6 +325,24 @@ fn send_result(py: Python<'_>, result: &Bound<'_, PyAny>, shared: &Shared) -> En
         }
     }
     Ended::Ok
+}
+
+/// The one item of an exact list or tuple of at most one (`None` inside
+/// for an empty one); `None` for anything else.
+fn sole_item<'py>(result: &Bound<'py, PyAny>) -> Option<PyResult<Option<Bound<'py, PyAny>>>> {
+    let seq = if let Ok(list) = result.cast_exact::<pyo3::types::PyList>() {
+        list.as_sequence().clone()
+    } else if let Ok(tuple) = result.cast_exact::<pyo3::types::PyTuple>() {
+        tuple.as_sequence().clone()
+    } else {
+        return None;
+    };
+    match seq.len() {
+        Ok(0) => Some(Ok(None)),
+        Ok(1) => Some(seq.get_item(0).map(Some)),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 fn write(py: Python<'_>, shared: &Shared, data: &[u8]) -> Ended {

@@ -162,6 +162,25 @@ impl State {
         }
     }
 
+    /// The whole body is `len` bytes (a bare bytes return, or a list or
+    /// tuple of one): adds the `Content-Length` the app left out, as
+    /// PEP 3333 allows, so the response can be framed without chunks or a
+    /// close. Not for statuses that carry no body.
+    pub(crate) fn body_length_known(&mut self, len: usize) {
+        let Response::Started { status, headers } = &mut self.response else {
+            return;
+        };
+        let bodiless =
+            matches!(status.get(..3), Some(b"204" | b"304")) || status.first() == Some(&b'1');
+        let framed = headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case(b"content-length")
+                || k.eq_ignore_ascii_case(b"transfer-encoding")
+        });
+        if !bodiless && !framed {
+            headers.push((b"Content-Length".to_vec(), len.to_string().into_bytes()));
+        }
+    }
+
     /// Head if needed, then `data` (nothing for an empty chunk).
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), IoFailure> {
         if data.is_empty() {

@@ -327,7 +327,7 @@ impl Conn {
     fn finish(&mut self, req: Request, status: u16, keep: bool, sh: &Shared<'_>) -> (Stage, Step) {
         if !sh.cfg.routes.final_.is_empty() {
             let ctx = Context {
-                pid: std::process::id(),
+                pid: sh.pid,
                 status,
                 response_time_us: u64::try_from(sh.now.duration_since(req.started).as_micros())
                     .unwrap_or(u64::MAX),
@@ -397,7 +397,7 @@ impl Conn {
 pub(crate) fn response_ops(req: &Request, status: u16, sh: &Shared<'_>) -> Vec<HeaderOp> {
     let mut ops = req.ops.clone();
     let ctx = Context {
-        pid: std::process::id(),
+        pid: sh.pid,
         status,
         ..Context::default()
     };

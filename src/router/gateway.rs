@@ -128,6 +128,8 @@ struct Gateway<'a> {
     ready: VecDeque<usize>,
     pool: Pool,
     server_name: Vec<u8>,
+    /// This process's pid, for `${pid}`-style routing vars.
+    pid: u32,
     server_ports: Vec<Vec<u8>>,
     /// Set when shutting down: the time it must end by.
     drain_until: Option<Instant>,
@@ -182,6 +184,7 @@ impl<'a> Gateway<'a> {
                 cfg.gracetime,
             ),
             server_name: host_name(),
+            pid: std::process::id(),
             server_ports,
             drain_until: None,
             stop_now: false,
@@ -308,6 +311,7 @@ impl<'a> Gateway<'a> {
                 registry: self.poll.registry(),
                 pool: &mut self.pool,
                 server_name: &self.server_name,
+                pid: self.pid,
                 server_ports: &self.server_ports,
                 now: Instant::now(),
                 draining: self.drain_until.is_some(),

@@ -66,6 +66,8 @@ pub(crate) struct Shared<'a> {
     pub pool: &'a mut Pool,
     /// `SERVER_NAME`: the machine's host name.
     pub server_name: &'a [u8],
+    /// The router's pid (read once: routing contexts want it per request).
+    pub pid: u32,
     /// `SERVER_PORT` of each listener.
     pub server_ports: &'a [Vec<u8>],
     pub now: Instant,

@@ -47,6 +47,19 @@ impl Wire {
     /// Reads more bytes after the buffered ones; `Ok(0)` at end of stream.
     /// Never buffers more than `cap` bytes in total.
     pub(crate) fn fill(&mut self, cap: usize) -> io::Result<usize> {
+        self.fill_with(cap, Stream::read)
+    }
+
+    /// [`Wire::fill`] without waiting: `WouldBlock` when nothing arrived.
+    pub(crate) fn fill_now(&mut self, cap: usize) -> io::Result<usize> {
+        self.fill_with(cap, Stream::read_now)
+    }
+
+    fn fill_with(
+        &mut self,
+        cap: usize,
+        read: impl FnOnce(&mut Stream, &mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -57,7 +70,7 @@ impl Wire {
         }
         let old = self.buf.len();
         self.buf.resize(old + room, 0);
-        let r = self.stream.read(&mut self.buf[old..]);
+        let r = read(&mut self.stream, &mut self.buf[old..]);
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
         r

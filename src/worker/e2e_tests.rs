@@ -45,12 +45,12 @@ fn uwsgi_cases(sock: &Path) {
         (
             "example A",
             packet(&a, 0),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\ndefault",
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\ndefault",
         ),
         (
             "no SERVER_PROTOCOL",
             packet(&a[..2], 0),
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\ndefault",
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\ndefault",
         ),
         (
             "body after the packet",
@@ -74,7 +74,7 @@ fn uwsgi_cases(sock: &Path) {
         (
             "status without text",
             packet(&[("PATH_INFO", "/status")], 0),
-            "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope",
+            "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nnope",
         ),
         (
             "app raises before start_response",
@@ -114,14 +114,18 @@ fn uwsgi_cases(sock: &Path) {
 }
 
 fn http_cases(sock: &Path) {
-    // Keep-alive: both answered, the second one chunked (no length).
+    // Keep-alive: all answered in order; a whole-body return gets its
+    // length, a generator is chunked, and the last closes as asked.
     let got = text(&exchange(
         sock,
-        b"GET /bytes HTTP/1.1\r\nHost: a\r\n\r\nGET /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /bytes HTTP/1.1\r\nHost: a\r\n\r\nGET /stream HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     ));
     assert_eq!(
         got,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nB\r\nplain bytes\r\n0\r\n\r\n\
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nplain bytes\
+         HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n\
+         7\r\nchunk0-\r\n7\r\nchunk1-\r\n7\r\nchunk2-\r\n0\r\n\r\n\
          HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nchunk0-chunk1-chunk2-"
     );
     let got = text(&exchange(sock, b"GET / HTTP/1.1\r\nBad\r\n\r\n"));
@@ -170,11 +174,17 @@ fn worker_end_to_end() {
     let exit = std::thread::scope(|s| {
         let worker = s.spawn(|| run(&listeners, &config, &py));
         // The listeners are already listening: connections queue until
-        // the worker accepts them.
-        uwsgi_cases(&usock);
-        http_cases(&hsock);
+        // the worker accepts them. A failed case still stops the worker.
+        let cases = std::panic::catch_unwind(|| {
+            uwsgi_cases(&usock);
+            http_cases(&hsock);
+        });
         signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
-        worker.join().unwrap()
+        let exit = worker.join().unwrap();
+        if let Err(panic) = cases {
+            std::panic::resume_unwind(panic);
+        }
+        exit
     });
     assert_eq!(exit, WorkerExit::Graceful);
     std::fs::remove_dir_all(&dir).unwrap();

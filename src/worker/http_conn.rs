@@ -6,7 +6,8 @@
 //! response framing). Request bodies come with `Content-Length` or are
 //! de-chunked. A bad head or an untrustworthy body framing is answered
 //! with a 4xx/5xx and one log line, then the connection closes. An idle
-//! connection closes after `socket-timeout`.
+//! connection is parked by the worker thread and closes after
+//! `socket-timeout`.
 
 use std::time::{Instant, SystemTime};
 
@@ -98,29 +99,68 @@ fn packet_size(vars: &[(Vec<u8>, Vec<u8>)]) -> usize {
     vars.iter().map(|(k, v)| 4 + k.len() + v.len()).sum()
 }
 
-/// Serves requests on `conn` until it closes; `keep_going` says whether
-/// the worker still takes requests.
-pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) {
-    let peer = conn.peer;
-    let mut wire = Wire::new(conn.stream);
+/// Serves the requests a new connection brings: the first (its head
+/// awaited up to `socket-timeout`) and any pipelined behind it. Returns
+/// the connection when it may carry another request later; the caller
+/// parks it until the client speaks again (see [`super::parked`]).
+pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) -> Option<Wire> {
+    serve_wire(env, Wire::new(conn.stream), &conn.peer, keep_going)
+}
+
+/// What became of a parked connection that looked readable.
+pub(crate) enum Resumed {
+    /// Served what it sent (or nothing had come): park it again.
+    Park(Wire),
+    /// Closed by the client, or not reusable: dropped.
+    Closed,
+}
+
+/// A parked connection turned readable: serves its requests, or finds the
+/// client closed it, or finds nothing (readiness is only a hint).
+pub(crate) fn resume(
+    env: &Env<'_>,
+    mut wire: Wire,
+    peer: &str,
+    keep_going: &dyn Fn() -> bool,
+) -> Resumed {
+    if wire.buffered().is_empty() {
+        match wire.fill_now(env.config.buffer_size.max(1)) {
+            Ok(0) => return Resumed::Closed,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
+            Err(_) => return Resumed::Closed,
+        }
+    }
+    match serve_wire(env, wire, peer, keep_going) {
+        Some(w) => Resumed::Park(w),
+        None => Resumed::Closed,
+    }
+}
+
+fn serve_wire(
+    env: &Env<'_>,
+    mut wire: Wire,
+    peer: &str,
+    keep_going: &dyn Fn() -> bool,
+) -> Option<Wire> {
     let limits = HeadLimits {
         max_head_len: env.config.buffer_size.max(1),
         max_headers: http::DEFAULT_MAX_HEADERS.min(env.config.max_vars * 2),
     };
     let server_port = port_of_socket_name(env.listener.name.as_bytes()).unwrap_or(b"80");
     loop {
-        let head = match read_head(&mut wire, &limits, &peer) {
+        let head = match read_head(&mut wire, &limits, peer) {
             Next::Head(h) => h,
-            Next::Close => return,
+            Next::Close => return None,
             Next::Refuse(status, line) => {
                 log(&line);
                 refuse(&mut wire, status);
-                return;
+                return None;
             }
         };
-        match serve_one(env, wire, head, &peer, server_port) {
-            Some(w) if keep_going() => wire = w,
-            _ => return,
+        wire = serve_one(env, wire, head, peer, server_port).filter(|_| keep_going())?;
+        if wire.buffered().is_empty() {
+            return Some(wire);
         }
     }
 }

@@ -130,6 +130,24 @@ impl Stream {
         }
     }
 
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd()
+    }
+
+    /// One read that never waits: `WouldBlock` when nothing has arrived.
+    pub(crate) fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let r = match &mut self.kind {
+                Kind::Tcp(s) => s.read(buf),
+                Kind::Unix(s) => s.read(buf),
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
     /// Half-closes the write side so the client sees the end of the body
     /// before we close (used before an error page's close).
     pub(crate) fn shutdown_write(&self) {

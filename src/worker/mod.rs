@@ -5,7 +5,8 @@
 //! listening socket plus the signal self-pipe, accepts non-blocking
 //! (siblings race; `WouldBlock` is normal), and serves the connection with
 //! its protocol: [`uwsgi_conn`] (one request, raw HTTP response, close) or
-//! [`http_conn`] (HTTP/1.1 keep-alive). After each request: the log line
+//! [`http_conn`] (HTTP/1.1 keep-alive: between requests the connection
+//! waits in [`parked`], in the same poll). After each request: the log line
 //! ([`reqlog`]), then the recycle checks (`max-requests`, `reload-on-rss`,
 //! both only once `min-worker-lifetime` has passed).
 //!
@@ -17,6 +18,7 @@
 mod body;
 mod http_conn;
 mod listener;
+mod parked;
 mod reply;
 mod reqlog;
 mod route;
@@ -38,6 +40,7 @@ pub use listener::Listener;
 use crate::config::model::{SocketProto, WorkerConfig};
 use crate::python;
 use listener::{Acceptor, Conn};
+use parked::{Parked, MAX_PARKED};
 use signals::{Control, Stop};
 
 /// Exit status of a worker that stops at once (uWSGI's "end" code 30).
@@ -247,35 +250,74 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
         log("unable to watch the worker sockets");
         return Stop::Shutdown;
     }
-    let mut events = Events::with_capacity(16);
+    let mut events = Events::with_capacity(64);
     let timeout = Duration::from_secs(ctx.config.socket_timeout);
+    let mut parked = Parked::new(Some(timeout).filter(|t| !t.is_zero()), MAX_PARKED);
+    // Listeners that may have a connection waiting (readiness is
+    // edge-triggered and siblings race for it: cleared on WouldBlock).
+    let mut pending = vec![true; acceptors.len()];
+    let mut last_sweep = Instant::now();
     loop {
         let stop = process.control.stop();
         if stop != Stop::Run {
+            // Parked connections are idle: dropping them closes them.
             return stop;
         }
-        // Drain: try every listener until none has a connection waiting
-        // (readiness is edge-triggered and siblings race for it).
-        let mut served = false;
-        for (acceptor, listener) in &acceptors {
+        // One turn: a new connection from each listener that may have one,
+        // then each parked connection that spoke, so neither kind starves.
+        let mut worked = false;
+        for (i, (acceptor, listener)) in acceptors.iter().enumerate() {
+            if !pending[i] {
+                continue;
+            }
             match acceptor.accept(timeout) {
                 Ok(conn) => {
-                    serve_conn(process, core, listener, conn);
-                    served = true;
-                    break;
+                    worked = true;
+                    let peer = conn.peer.clone();
+                    if let Some(wire) = serve_conn(process, core, listener, Incoming::New(conn)) {
+                        parked.park(poll.registry(), wire, peer, i);
+                    }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => pending[i] = false,
                 Err(e) if is_transient(&e) => {}
-                Err(e) => log(&format!(
-                    "accept(): {} [socket {}]",
-                    reply::strerror(&e),
-                    listener.name
-                )),
+                // Out of descriptors: an idle keep-alive client gives way.
+                Err(e) if is_fd_limit(&e) && parked.evict_oldest() => {}
+                Err(e) => {
+                    // Retried on the next sweep, not in a loop.
+                    pending[i] = false;
+                    log(&format!(
+                        "accept(): {} [socket {}]",
+                        reply::strerror(&e),
+                        listener.name
+                    ));
+                }
             }
         }
-        if served {
-            continue;
+        for _ in 0..parked.ready_count() {
+            if process.control.stop() != Stop::Run {
+                break;
+            }
+            let Some(taken) = parked.take_ready() else {
+                break;
+            };
+            worked = true;
+            let Some((_, listener)) = acceptors.get(taken.listener) else {
+                parked.remove(taken.key);
+                continue;
+            };
+            let peer = taken.peer.clone();
+            match serve_conn(
+                process,
+                core,
+                listener,
+                Incoming::Parked(taken.wire, &taken.peer),
+            ) {
+                Some(wire) => parked.put_back(taken.key, wire, peer),
+                None => parked.remove(taken.key),
+            }
         }
-        match poll.poll(&mut events, Some(POLL_TICK)) {
+        let wait = if worked { Duration::ZERO } else { POLL_TICK };
+        match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -283,7 +325,28 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
                 return Stop::Shutdown;
             }
         }
+        for event in &events {
+            match event.token() {
+                WAKE => {}
+                Token(i) if i < pending.len() => pending[i] = true,
+                token => {
+                    if let Some(key) = Parked::key_of(token) {
+                        parked.mark_ready(key);
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if now.duration_since(last_sweep) >= POLL_TICK {
+            last_sweep = now;
+            parked.expire(now);
+            pending.iter_mut().for_each(|p| *p = true);
+        }
     }
+}
+
+fn is_fd_limit(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 fn is_transient(e: &std::io::Error) -> bool {
@@ -294,7 +357,21 @@ fn is_transient(e: &std::io::Error) -> bool {
     )
 }
 
-fn serve_conn(process: &Process<'_>, core: usize, listener: &Listener, conn: Conn) {
+/// A connection for [`serve_conn`].
+enum Incoming<'a> {
+    New(Conn),
+    /// A parked HTTP connection that looked readable, and its peer.
+    Parked(body::Wire, &'a str),
+}
+
+/// Serves what a connection brings; returns an HTTP connection that may
+/// carry another request, for the caller to park.
+fn serve_conn(
+    process: &Process<'_>,
+    core: usize,
+    listener: &Listener,
+    incoming: Incoming<'_>,
+) -> Option<body::Wire> {
     let ctx = process.ctx;
     process.control.set_busy(true);
     let env = Env {
@@ -311,15 +388,24 @@ fn serve_conn(process: &Process<'_>, core: usize, listener: &Listener, conn: Con
     };
     let keep_going = || process.control.stop() == Stop::Run && !check_recycle(process);
     let before = process.requests.load(Ordering::Relaxed);
-    match listener.proto {
-        SocketProto::Uwsgi => uwsgi_conn::serve(&env, conn),
-        SocketProto::Http => http_conn::serve(&env, conn, &keep_going),
-    }
+    let kept = match (listener.proto, incoming) {
+        (SocketProto::Uwsgi, Incoming::New(conn)) => {
+            uwsgi_conn::serve(&env, conn);
+            None
+        }
+        (SocketProto::Http, Incoming::New(conn)) => http_conn::serve(&env, conn, &keep_going),
+        (_, Incoming::Parked(wire, peer)) => match http_conn::resume(&env, wire, peer, &keep_going)
+        {
+            http_conn::Resumed::Park(w) => Some(w),
+            http_conn::Resumed::Closed => None,
+        },
+    };
     // A connection that carried no request (a probe) recycles nothing.
     if process.requests.load(Ordering::Relaxed) != before {
         check_recycle(process);
     }
     process.control.set_busy(false);
+    kept
 }
 
 /// After a request: `max-requests` / `reload-on-rss`, once the worker is

@@ -16,7 +16,7 @@
 //! `RUWSGI_IT_REQUIRE_PEERS` is set (`.ci/run` installs them and sets it).
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -162,23 +162,100 @@ fn example_a(path: &str) -> Vec<u8> {
 #[test]
 fn plain_app_over_uwsgi_and_http_sockets() {
     let mut it = Instance::start("master = true\nprocesses = 2\nwsgi-file = @APPS@/hello.py");
-    // §1.4: a raw HTTP response, no uwsgi header, closed after it.
+    // §1.4: a raw HTTP response, no uwsgi header, closed after it (with
+    // the length of the one-element body added: README, differences).
     let r = request(&it.u, &example_a("/"));
     assert!(r.closed);
     assert_eq!(
         r.text(),
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nHello World!"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nHello World!"
     );
     it.ok(&it.get("/"), b"Hello World!");
     let post = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
     it.ok(&request(&it.h, post), b"Hello World!");
     it.logged("WSGI app 0 (mountpoint='') ready in ");
     let line = it.wait("GET / => generated 12 bytes in ");
-    let head = "(HTTP/1.0 200) 1 headers in 45 bytes";
+    let head = "(HTTP/1.0 200) 2 headers in 65 bytes";
     assert!(
         line.contains("|app: 0|req: ") && line.contains(head),
         "{line}"
     );
+}
+
+/// Reads one response with a `Content-Length` off a kept-alive stream:
+/// (head, body); `None` when the server closed first.
+fn read_one(s: &mut Stream) -> Option<(String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+            while bytes.len() < end + 4 + len {
+                let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            return Some((head, bytes[end + 4..end + 4 + len].to_vec()));
+        }
+        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// HTTP keep-alive with one worker: a client that keeps its connection
+/// open between requests does not hold the worker (its connection waits
+/// in the worker's poll). A second client is answered while the first
+/// idles, then the first one's next request on the same connection;
+/// pipelined requests come back in order. The app returns a one-element
+/// list without `Content-Length`: the worker adds it (PEP 3333), so no
+/// chunking is needed.
+#[test]
+fn keep_alive_clients_take_turns_on_one_worker() {
+    // A long socket-timeout: a worker stuck on the idle client would
+    // answer the second one only after it, past the client's read timeout.
+    let it = Instance::start("processes = 1\nsocket-timeout = 60\nwsgi-file = @APPS@/hello.py");
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let check = |reply: Option<(String, Vec<u8>)>, who: &str| {
+        let (head, body) =
+            reply.unwrap_or_else(|| panic!("{who}: no response\n{}", it.server.tail()));
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{who}: {head}");
+        assert!(head.contains("\r\nContent-Length: 12"), "{who}: {head}");
+        assert!(!head.contains("Connection: close"), "{who}: {head}");
+        assert_eq!(body, b"Hello World!", "{who}");
+    };
+    let mut first = Stream::connect(&it.h).expect("connect");
+    first.write_all(get).unwrap();
+    check(read_one(&mut first), "first client");
+    let mut second = Stream::connect(&it.h).expect("connect");
+    second.write_all(get).unwrap();
+    check(read_one(&mut second), "second client, first idle");
+    first.write_all(get).unwrap();
+    check(read_one(&mut first), "first client again");
+    second
+        .write_all(&[&get[..], &get[..], &get[..]].concat())
+        .unwrap();
+    for n in 1..=3 {
+        check(read_one(&mut second), &format!("pipelined {n}"));
+    }
+}
+
+/// A kept-alive connection that stays idle closes after `socket-timeout`.
+#[test]
+fn idle_keep_alive_connection_closes_after_socket_timeout() {
+    let it = Instance::start("processes = 1\nsocket-timeout = 1\nwsgi-file = @APPS@/hello.py");
+    let mut s = Stream::connect(&it.h).expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (head, _) = read_one(&mut s).expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    // The server closes (end of stream) well before the client's own
+    // read timeout (10 s).
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf);
+    assert!(matches!(n, Ok(0)), "expected the server to close: {n:?}");
 }
 
 /// `req: A/B` of the request line: B counts the requests of the whole
@@ -610,7 +687,8 @@ fn malformed_uwsgi_packets_close_and_the_worker_serves_the_next_request() {
         }
         it.server.wait_lines(line, before + 1, READY);
         let ok = request(&it.u, &example_a("/"));
-        let want = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\ndefault";
+        let want =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\ndefault";
         assert_eq!(ok.text(), want, "after {name}");
         it.server
             .wait_lines("=> generated 7 bytes", served + 1, READY);

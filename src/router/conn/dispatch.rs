@@ -57,7 +57,7 @@ impl Conn {
             routing::Evaluation::default()
         } else {
             let ctx = Context {
-                pid: std::process::id(),
+                pid: sh.pid,
                 ..Context::default()
             };
             routing::evaluate(&sh.cfg.routes.request, &vars, &ctx)
