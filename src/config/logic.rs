@@ -189,7 +189,10 @@ pub fn run(cond: Cond, arg: &[u8], value: Option<&[u8]>, world: &dyn World) -> O
         Cond::Plugin { negate } => gate(world.plugin_loaded(arg) != negate, Some(arg)),
         Cond::Hostname { negate } => gate((world.hostname() == arg) != negate, Some(arg)),
         Cond::HostnameMatch { negate } => {
-            let re = regex::bytes::Regex::new(&String::from_utf8_lossy(arg));
+            // PCRE semantics: ASCII classes, bytes.
+            let re = regex::bytes::RegexBuilder::new(&String::from_utf8_lossy(arg))
+                .unicode(false)
+                .build();
             let hit = re.as_ref().is_ok_and(|re| re.is_match(world.hostname()));
             let mut out = gate(hit != negate, Some(arg));
             if let Err(e) = re {
