@@ -25,9 +25,10 @@
 #   IDLE    seconds of idleness measured (default 3)
 #   UWSGI   the reference binary (default: the `uwsgi` on PATH)
 #   PYTHON  build ruwsgi against this interpreter (PYO3_PYTHON, in
-#           target/bench-python/) instead of the default one, e.g. the
-#           system python3 the real uWSGI's plugin uses, so that both
-#           vassals pay the same interpreter start-up
+#           target/bench-python/). Default: the interpreter the real
+#           uWSGI's python3 plugin links (found from the plugin), so that
+#           both vassals pay the same interpreter start-up; PYTHON=default
+#           keeps the build's own
 # Needs python3 (the clients); the real uWSGI needs uwsgi-core and
 # uwsgi-plugin-python3 (without it only ruwsgi is measured).
 # With the defaults it takes about 2 minutes after the release build.
@@ -43,11 +44,18 @@ OURS=$REPO/target/release/uwsgi
 UWSGI=${UWSGI:-$(command -v uwsgi || true)}
 CLIENT="python3 $REPO/bench/emperor_client.py"
 
+BUILD_PYTHON=${PYTHON:-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 echo "== building (cargo build --release)"
-if [ -n "${PYTHON:-}" ]; then
-    export PYO3_PYTHON=$PYTHON CARGO_TARGET_DIR=$REPO/target/bench-python
+case $BUILD_PYTHON in
+    "") BUILD_PYTHON=$(uwsgi_python "$UWSGI") ;;
+    default) BUILD_PYTHON= ;;
+esac
+if [ -n "$BUILD_PYTHON" ]; then
+    export PYO3_PYTHON=$BUILD_PYTHON CARGO_TARGET_DIR=$REPO/target/bench-python
     OURS=$CARGO_TARGET_DIR/release/uwsgi
-    echo "   against $PYTHON"
+    echo "   against $BUILD_PYTHON"
 fi
 cargo build --release --quiet --bin uwsgi
 

@@ -2,8 +2,11 @@
 drives a reload under load. Standard library only; prints one line of
 numbers per command for the shell script to collect."""
 
+import errno
 import http.client
 import os
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -23,23 +26,62 @@ def get(port, timeout=2.0):
 
 
 def wait_all(start, ports, deadline):
-    """Seconds from `start` (a time.time()) until every port serves. One
-    thread per port, each blocking on its own request, so a vassal that
-    has bound its socket but not loaded its app yet delays only itself."""
+    """Seconds from `start` (a time.time()) until every port serves (a 200
+    to GET /). One thread with non-blocking sockets: a port that refuses is
+    tried again 10 ms later, so the waiting costs the machine little CPU
+    (fifty polling threads would compete with the vassals being timed) and
+    a vassal that is slow to load its app delays only itself."""
+    sel = selectors.DefaultSelector()
+    retry_at = {p: 0.0 for p in ports}
     done = {}
 
-    def poll(port):
-        while time.time() < deadline:
-            if get(port, timeout=max(0.1, deadline - time.time())) is not None:
-                done[port] = time.time()
-                return
-            time.sleep(0.005)
+    def later(port):
+        retry_at[port] = time.time() + 0.01
 
-    threads = [threading.Thread(target=poll, args=(p,)) for p in ports]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    while len(done) < len(ports) and time.time() < deadline:
+        now = time.time()
+        for port, at in list(retry_at.items()):
+            if at > now:
+                continue
+            del retry_at[port]
+            sock = socket.socket()
+            sock.setblocking(False)
+            err = sock.connect_ex(("127.0.0.1", port))
+            if err in (0, errno.EINPROGRESS):
+                sel.register(sock, selectors.EVENT_WRITE, (port, bytearray()))
+            else:
+                sock.close()
+                later(port)
+        for key, events in sel.select(timeout=0.005):
+            sock, (port, got) = key.fileobj, key.data
+            if events & selectors.EVENT_WRITE:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    sel.unregister(sock)
+                    sock.close()
+                    later(port)
+                    continue
+                try:
+                    sock.send(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+                except OSError:
+                    sel.unregister(sock)
+                    sock.close()
+                    later(port)
+                    continue
+                sel.modify(sock, selectors.EVENT_READ, (port, got))
+                continue
+            try:
+                chunk = sock.recv(4096)
+            except OSError:
+                chunk = b""
+            got.extend(chunk)
+            if chunk and b"\r\n" not in got:
+                continue
+            sel.unregister(sock)
+            sock.close()
+            if got.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"200"]:
+                done[port] = time.time()
+            else:
+                later(port)
     if len(done) < len(ports):
         print("timeout:", len(ports) - len(done), "not serving", file=sys.stderr)
         sys.exit(1)

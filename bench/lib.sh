@@ -170,3 +170,25 @@ is_real_uwsgi() { # BIN
     [[ -n $1 ]] && "$1" --plugins python3 --version >/dev/null 2>&1 &&
         ! "$1" --version 2>&1 | grep -q ruwsgi
 }
+
+# The python binary whose libpython the real uWSGI's python3 plugin links
+# (e.g. /usr/bin/python3.11), when it can be found with its shared library
+# to link against; nothing otherwise. Building ruwsgi against it gives both
+# contenders the same interpreter start-up (site-packages, .pth files).
+uwsgi_python() { # UWSGI
+    local dir plugin lib ver py
+    [[ -n ${1:-} ]] || return 0
+    dir=$(dirname "$(readlink -f "$1")")
+    for plugin in "$dir/../lib/uwsgi/plugins/python3_plugin.so" /usr/lib/uwsgi/plugins/python3_plugin.so; do
+        [[ -f $plugin ]] || continue
+        lib=$(ldd "$plugin" 2>/dev/null | awk '/libpython/ {print $3; exit}')
+        ver=$(sed -n 's/.*libpython\([0-9]*\.[0-9]*\).*/\1/p' <<<"$lib")
+        [[ -n $ver ]] || continue
+        for py in "$(dirname "$lib")/../bin/python$ver" "/usr/bin/python$ver"; do
+            if [[ -x $py ]] && ls "$(dirname "$lib")/libpython$ver.so" >/dev/null 2>&1; then
+                readlink -f "$py"
+                return 0
+            fi
+        done
+    done
+}

@@ -878,7 +878,10 @@ struct Aux {
 }
 
 /// Forks an auxiliary process; the child runs the role and exits.
-/// `master_signals` are the master's handlers, dropped in the child.
+/// `master_signals` are the master's handlers, dropped in the child. At
+/// start this happens before Python is up; a respawn after the app loaded
+/// goes through Python's fork hooks like a worker's fork, so the child's
+/// interpreter state is consistent even though it never runs Python.
 fn spawn_aux(
     kind: AuxKind,
     router: &RouterConfig,
@@ -887,14 +890,17 @@ fn spawn_aux(
     master_signals: Option<&Signals>,
 ) -> Result<Aux, String> {
     let master_pid = process::getpid();
+    python::before_fork();
     let mask = process::block_all_signals();
     match process::fork() {
         Err(e) => {
             process::restore_signals(&mask);
+            python::after_fork_parent();
             Err(format!("fork(): {e} [{}]", kind.name()))
         }
         Ok(Forked::Parent(pid)) => {
             process::restore_signals(&mask);
+            python::after_fork_parent();
             log(format!("spawned {} (pid: {pid})", kind.name()));
             Ok(Aux {
                 kind,
@@ -907,6 +913,7 @@ fn spawn_aux(
                 s.forget();
             }
             process::die_with(master_pid);
+            python::after_fork_child();
             let code = match kind {
                 AuxKind::Http => {
                     let owned: Vec<OwnedFd> =

@@ -41,6 +41,12 @@ const ACCEPT_BATCH: usize = 256;
 const EXPIRE_BATCH: usize = 1024;
 /// The longest a drain may wait between checks.
 const DRAIN_TICK: Duration = Duration::from_millis(200);
+/// After accept() failed for lack of descriptors or memory: when to try
+/// again (the listener's readiness is edge-triggered, so waiting for an
+/// event would leave queued clients until the next one connects).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// At most one log line per this period for a run of accept() failures.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The token of a connection's client (`side` 0) or backend (`side` 1).
 pub(crate) fn conn_token(key: usize, side: usize) -> Token {
@@ -122,6 +128,10 @@ struct Gateway<'a> {
     listeners: Vec<Option<Listener>>,
     /// Listeners whose accept batch ran out: accept again without waiting.
     accept_again: Vec<usize>,
+    /// accept() failed (EMFILE, ENOMEM...): every listener tries again then.
+    accept_retry: Option<Instant>,
+    /// When the last accept() failure was logged.
+    accept_logged: Option<Instant>,
     control: UnixStream,
     conns: Slab<Conn>,
     timers: BTreeSet<(Instant, usize)>,
@@ -173,6 +183,8 @@ impl<'a> Gateway<'a> {
             poll,
             listeners,
             accept_again: Vec::new(),
+            accept_retry: None,
+            accept_logged: None,
             control,
             conns: Slab::new(),
             timers: BTreeSet::new(),
@@ -211,7 +223,11 @@ impl<'a> Gateway<'a> {
                 let next = self
                     .timers
                     .first()
-                    .map(|(t, _)| t.saturating_duration_since(now));
+                    .map(|(t, _)| *t)
+                    .into_iter()
+                    .chain(self.accept_retry)
+                    .min()
+                    .map(|t| t.saturating_duration_since(now));
                 match (next, self.drain_until) {
                     (Some(t), Some(_)) => Some(t.min(DRAIN_TICK)),
                     (None, Some(_)) => Some(DRAIN_TICK),
@@ -236,6 +252,12 @@ impl<'a> Gateway<'a> {
             }
             for i in std::mem::take(&mut self.accept_again) {
                 self.accept(i);
+            }
+            if self.accept_retry.is_some_and(|at| at <= Instant::now()) {
+                self.accept_retry = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
             }
             for _ in 0..self.ready.len() {
                 if let Some(key) = self.ready.pop_front() {
@@ -266,6 +288,7 @@ impl<'a> Gateway<'a> {
             }
         }
         self.accept_again.clear();
+        self.accept_retry = None;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.drive(key);
@@ -282,9 +305,20 @@ impl<'a> Gateway<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: try again on the next turn.
-                    let name = self.cfg.http.get(index).map_or("?", String::as_str);
-                    log(&format!("uWSGI http: accept(): {e} [socket {name}]"));
+                    // EMFILE and friends: the clients stay queued; retry
+                    // soon (closing connections frees descriptors).
+                    let now = Instant::now();
+                    if self
+                        .accept_logged
+                        .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_EVERY)
+                    {
+                        self.accept_logged = Some(now);
+                        let name = self.cfg.http.get(index).map_or("?", String::as_str);
+                        log(&format!("uWSGI http: accept(): {e} [socket {name}]"));
+                    }
+                    if self.drain_until.is_none() {
+                        self.accept_retry.get_or_insert(now + ACCEPT_RETRY);
+                    }
                     return;
                 }
             }

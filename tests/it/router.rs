@@ -721,3 +721,54 @@ fn fallback_after_dead_nodes_and_keepalive_off() {
     // to the fallback, so the node was tried once.
     assert_eq!(log.matches(&format!("node \"{dead}\"")).count(), 1, "{log}");
 }
+
+/// Out of descriptors: accept() fails (logged once), the clients it could
+/// not take stay queued, and once a connection closes the router takes
+/// them on its own, without waiting for yet another client to connect.
+#[test]
+fn out_of_descriptors_the_queued_clients_are_served_later() {
+    let dir = TempDir::new();
+    let s0 = Backend::start(&dir.path().join("s0.sock"), answer(|_| ok("hi")));
+    let router = Router::start(dir.path(), &[("#fd-room", "8")], Some(&s0.path));
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut served = Vec::new();
+    let waiting = loop {
+        assert!(
+            served.len() < 64,
+            "the router never ran out of descriptors\n{}",
+            router.log_text()
+        );
+        let mut c = Client::connect(router.addr);
+        c.send(get);
+        // Answered, or the router logged that it could not accept it.
+        let answered = crate::server::wait_for(crate::server::READY, || {
+            if c.is_open(Duration::from_millis(20)) {
+                if router.log_text().contains("accept(): Too many open files") {
+                    return Some(false);
+                }
+                None
+            } else {
+                Some(true)
+            }
+        });
+        match answered {
+            Some(true) => served.push(c),
+            Some(false) => break c,
+            None => panic!("neither answered nor refused\n{}", router.log_text()),
+        }
+    };
+    // Room for the queued client and for its connection to the backend.
+    assert!(served.len() >= 3, "{}", router.log_text());
+    served.truncate(served.len() - 3);
+    let mut waiting = waiting;
+    let reply = waiting
+        .response(false)
+        .unwrap_or_else(|| panic!("the queued client was never served\n{}", router.log_text()));
+    assert_eq!(reply.status, 200, "{}", router.log_text());
+    // Retried every 100 ms, logged at most once a second: no flood.
+    let logged = router
+        .log_text()
+        .matches("accept(): Too many open files")
+        .count();
+    assert!((1..=2).contains(&logged), "{}", router.log_text());
+}

@@ -346,3 +346,34 @@ fn worker_forwards_direct_requests_by_host() {
         READY,
     );
 }
+
+/// The router of an instance that has loaded its app dies: the master
+/// forks a new one (through Python's fork hooks), which serves on the same
+/// port, and the workers never noticed.
+#[test]
+fn a_killed_router_is_respawned_and_serves() {
+    let mut site = start();
+    let first = site.server.wait_line("spawned uWSGI http 1 (pid: ", READY);
+    let pid: i32 = first
+        .rsplit("pid: ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {first:?}"));
+    // SAFETY: a plain kill(2) of the router process this test's server
+    // logged; it is a child of that server, so the pid is not reused
+    // before the server reaps it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    site.server
+        .wait_lines("spawned uWSGI http 1 (pid: ", 2, READY);
+    let r = request(
+        &Addr::Tcp(site.port),
+        b"GET /after-respawn HTTP/1.0\r\nHost: it.test\r\n\r\n",
+    );
+    site.once(&r, "/after-respawn");
+    assert_eq!(
+        site.server.count("spawned uWSGI worker 1 ("),
+        1,
+        "{}",
+        site.server.tail()
+    );
+}

@@ -27,6 +27,31 @@ pub const READY: Duration = Duration::from_secs(10);
 /// Read timeout of test clients.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Lowers this process's descriptor limit so that exactly `room`
+/// descriptor numbers are free below it (the router's own set-up takes a
+/// few of those).
+fn limit_descriptors(room: u64) {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let mut free = 0;
+    let mut fd = 0;
+    while free < room {
+        if !open.contains(&fd) {
+            free += 1;
+        }
+        fd += 1;
+    }
+    let limit = libc::rlimit {
+        rlim_cur: fd,
+        rlim_max: fd,
+    };
+    // SAFETY: setrlimit with a valid, initialised struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit");
+}
+
 /// Not a test: the body of the router child. Without the environment
 /// variable it does nothing.
 #[test]
@@ -68,6 +93,12 @@ fn router_child() {
         .local_addr()
         .expect("local addr")
         .port();
+    if let Some(room) = std::env::var("RUWSGI_ROUTER_TEST_FD_ROOM")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+    {
+        limit_descriptors(room);
+    }
     let port_file = Path::new(&file).with_extension("port");
     std::fs::write(port_file.with_extension("tmp"), port.to_string()).expect("port file");
     std::fs::rename(port_file.with_extension("tmp"), &port_file).expect("port file");
@@ -87,7 +118,8 @@ impl Router {
     pub fn start(dir: &Path, options: &[(&str, &str)], socket0: Option<&Path>) -> Router {
         let conf = dir.join("router.conf");
         let mut text = String::from("http = 127.0.0.1:0\n");
-        for (k, v) in options {
+        // `#fd-room`: not an option, the descriptors the router may open.
+        for (k, v) in options.iter().filter(|(k, _)| !k.starts_with('#')) {
             text.push_str(&format!("{k} = {v}\n"));
         }
         std::fs::write(&conf, text).expect("write config");
@@ -108,6 +140,13 @@ impl Router {
         .stderr(stderr);
         if let Some(s) = socket0 {
             cmd.env("RUWSGI_ROUTER_TEST_SOCKET0", s);
+        }
+        if let Some(room) = options
+            .iter()
+            .find(|(k, _)| *k == "#fd-room")
+            .map(|(_, v)| *v)
+        {
+            cmd.env("RUWSGI_ROUTER_TEST_FD_ROOM", room);
         }
         crate::util::die_with_parent(&mut cmd);
         // Owned by the guard from the start: a failed wait kills it.
