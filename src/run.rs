@@ -127,6 +127,7 @@ const RUNNABLE: &[&str] = &[
 /// Starts the role the configuration asks for.
 fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
     let mut err = std::io::stderr().lock();
+    #[cfg(feature = "python")]
     crate::master::remember_start_dir();
     if let Some(Some(dir)) = config.last("chdir") {
         let _ = writeln!(err, "chdir() to {}", String::from_utf8_lossy(dir));
