@@ -44,6 +44,15 @@ impl Wire {
         }
     }
 
+    /// Gives back the read-ahead's memory when nothing is buffered: a
+    /// parked keep-alive connection may wait long, and there may be many.
+    pub(crate) fn release_idle_buffer(&mut self) {
+        if self.buffered().is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Reads more bytes after the buffered ones; `Ok(0)` at end of stream.
     /// Never buffers more than `cap` bytes in total.
     pub(crate) fn fill(&mut self, cap: usize) -> io::Result<usize> {

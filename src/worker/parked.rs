@@ -71,7 +71,14 @@ impl Parked {
     }
 
     /// Parks a new connection (its socket joins the poll).
-    pub(crate) fn park(&mut self, registry: &Registry, wire: Wire, peer: String, listener: usize) {
+    pub(crate) fn park(
+        &mut self,
+        registry: &Registry,
+        mut wire: Wire,
+        peer: String,
+        listener: usize,
+    ) {
+        wire.release_idle_buffer();
         if self.slots.len() >= self.max && !self.evict_oldest() {
             return;
         }
@@ -132,7 +139,8 @@ impl Parked {
     }
 
     /// A served connection waits again, still registered under its token.
-    pub(crate) fn put_back(&mut self, key: usize, wire: Wire, peer: String) {
+    pub(crate) fn put_back(&mut self, key: usize, mut wire: Wire, peer: String) {
+        wire.release_idle_buffer();
         if let Some(slot) = self.slots.get_mut(key) {
             slot.wire = Some(wire);
             slot.peer = peer;
