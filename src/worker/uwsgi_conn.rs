@@ -171,6 +171,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     let found = static_files::lookup(
         &env.config.static_maps,
         &env.config.check_static,
+        &env.config.mime_files,
         method,
         path_info,
     );
