@@ -132,6 +132,8 @@ pub struct WorkerConfig {
     /// `static-map = /url=/dir` and `static-map2`, in order.
     pub static_maps: Vec<(String, String, bool)>,
     pub check_static: Vec<String>,
+    /// `mimefile` / `mime-file`: `Content-Type` tables for served files.
+    pub mime_files: Vec<String>,
     pub max_vars: usize,
 }
 
@@ -256,6 +258,7 @@ impl Config {
             threads: self.int(&["threads"], 1).max(1) as usize,
             static_maps,
             check_static: self.list(&["check-static"]),
+            mime_files: self.list(&["mimefile", "mime-file"]),
             max_vars: self.int(&["max-vars"], defaults::MAX_VARS as i64).max(1) as usize,
         }
     }

@@ -78,6 +78,8 @@ pub struct RouterConfig {
     pub server_name_as_http_host: bool,
     /// `http-quiet`: no "unable to connect" lines.
     pub quiet: bool,
+    /// `mimefile` / `mime-file`: `Content-Type` tables for `static:`.
+    pub mime_files: Vec<String>,
     /// `listen` backlog of the `http` sockets.
     pub listen: i32,
     /// The `route*` tables.
@@ -175,6 +177,7 @@ impl Config {
             buffer_size,
             server_name_as_http_host: self.flag("http-server-name-as-http-host"),
             quiet: self.flag("http-quiet"),
+            mime_files: self.values(&["mimefile", "mime-file"]),
             listen: self
                 .last("listen")
                 .flatten()
@@ -208,6 +211,7 @@ impl RouterConfig {
             buffer_size: router_defaults::BUFFER_SIZE,
             server_name_as_http_host: false,
             quiet: false,
+            mime_files: Vec::new(),
             listen: router_defaults::LISTEN,
             routes: Table::default(),
         }

@@ -26,6 +26,7 @@ pub enum Support {
 use Support::{Ignored as Ign, Implemented as Imp, NotSupported as No};
 
 const ROUTER: &str = "in the HTTP router (`http =`), not in workers";
+const MIME: &str = "also for `static:` routes; built-in types fill the gaps";
 
 /// Rows: option, status, note. Aliases have rows of their own.
 #[rustfmt::skip]
@@ -110,6 +111,7 @@ static SUPPORT: &[(&str, Support, &str)] = &[
     // requests
     ("buffer-size", Imp, ""), ("post-buffering", Imp, ""), ("max-vars", Imp, ""),
     ("static-map", Imp, ""), ("static-map2", Imp, ""), ("check-static", Imp, ""),
+    ("mimefile", Imp, MIME), ("mime-file", Imp, MIME),
     // the HTTP router
     ("http", Imp, ""), ("httprouter", Imp, ""), ("http-to", Imp, ""),
     ("http-fallback", Imp, ""), ("http-var", Imp, ""),

@@ -23,8 +23,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use super::auxiliary::Aux;
+use super::emperor_link::Command;
 use super::signals::{Event, Signals};
-use super::{log, sockets, Command, Instance, Phase, Supervisor, Touch, TICK, WORKER_MERCY};
+use super::supervisor::{Phase, Supervisor};
+use super::touch::Touch;
+use super::{log, sockets, Instance, TICK, WORKER_MERCY};
 use crate::config::model::PythonConfig;
 use crate::config::{self, HostFacts, Inputs, Io};
 use crate::sys::process::{self, ExitKind};
@@ -179,7 +183,7 @@ impl Handover {
 /// keep running beside the old workers.
 pub(super) struct Failed {
     pub error: String,
-    pub aux: Vec<super::Aux>,
+    pub aux: Vec<Aux>,
 }
 
 impl From<String> for Failed {
@@ -193,7 +197,7 @@ impl From<String> for Failed {
 
 /// Asks auxiliary processes to stop (the next image starts its own; the
 /// listening sockets stay open meanwhile).
-fn stop_aux(aux: &mut [super::Aux]) {
+fn stop_aux(aux: &mut [Aux]) {
     for a in aux {
         a.stopping.get_or_insert_with(Instant::now);
         process::kill(a.pid, libc::SIGINT);
@@ -372,7 +376,7 @@ impl Instance<'_> {
     pub(super) fn keep_old_workers(
         &self,
         mut handover: Handover,
-        mut aux: Vec<super::Aux>,
+        mut aux: Vec<Aux>,
         error: &str,
     ) -> i32 {
         log(format!("!!! reload failed: {error} !!!"));

@@ -1,8 +1,8 @@
 //! Responses the router makes itself: those of routing actions
 //! (`redirect`, `return`, `break:NNN`, `basicauth`), rendered with uWSGI's
 //! exact bytes, and `static:` files (`200` with `Content-Length` and
-//! `Last-Modified`, `304` when `If-Modified-Since` repeats it), streamed
-//! from disk with backpressure.
+//! `Last-Modified`, `304` when `If-Modified-Since` repeats it; the type
+//! from [`crate::routing::mime`]), streamed from disk with backpressure.
 //!
 //! A generated response without a length (a redirect's `Moved`) is
 //! delimited by closing the connection, as the bytes are uWSGI's.
@@ -14,33 +14,12 @@ use std::time::UNIX_EPOCH;
 use super::conn::response_ops;
 use super::io::Outbox;
 use super::{Request, Shared};
+use crate::routing::mime;
 use crate::routing::vars::http_date;
 use crate::routing::{Response, VarLookup};
 
 /// Bytes read from a file per step.
 const FILE_CHUNK: usize = 64 * 1024;
-
-/// Content types for common extensions (uWSGI sends one only when a MIME
-/// table is loaded; a short built-in table is more useful).
-const MIME: &[(&str, &str)] = &[
-    ("html", "text/html"),
-    ("htm", "text/html"),
-    ("css", "text/css"),
-    ("js", "application/javascript"),
-    ("json", "application/json"),
-    ("txt", "text/plain"),
-    ("xml", "application/xml"),
-    ("svg", "image/svg+xml"),
-    ("png", "image/png"),
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("gif", "image/gif"),
-    ("ico", "image/x-icon"),
-    ("webp", "image/webp"),
-    ("pdf", "application/pdf"),
-    ("woff", "font/woff"),
-    ("woff2", "font/woff2"),
-];
 
 /// A response being written from the router itself.
 #[derive(Debug)]
@@ -156,8 +135,8 @@ pub(crate) fn serve_file(path: &[u8], req: Request, has_body: bool, sh: &Shared<
     } else {
         let length = meta.len().to_string();
         let mut headers: Vec<(&[u8], &[u8])> = Vec::new();
-        if let Some(mime) = mime_type(path) {
-            headers.push((b"Content-Type", mime.as_bytes()));
+        if let Some(ty) = mime::content_type(&sh.cfg.mime_files, path) {
+            headers.push((b"Content-Type", ty.as_bytes()));
         }
         headers.push((b"Content-Length", length.as_bytes()));
         headers.push((b"Last-Modified", &last_modified));
@@ -174,25 +153,4 @@ pub(crate) fn serve_file(path: &[u8], req: Request, has_body: bool, sh: &Shared<
         status,
         keep,
     })
-}
-
-fn mime_type(path: &[u8]) -> Option<&'static str> {
-    let name = path.rsplit(|&b| b == b'/').next()?;
-    let dot = name.iter().rposition(|&b| b == b'.')?;
-    let ext = std::str::from_utf8(&name[dot + 1..])
-        .ok()?
-        .to_ascii_lowercase();
-    MIME.iter().find(|(e, _)| *e == ext).map(|(_, m)| *m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mime_types() {
-        assert_eq!(mime_type(b"/srv/a.HTML"), Some("text/html"));
-        assert_eq!(mime_type(b"/srv/a.tar.gz"), None);
-        assert_eq!(mime_type(b"/srv/.d/noext"), None);
-    }
 }

@@ -11,7 +11,8 @@
 //! [`subst`] (`$1`, `${VAR}`, `${fn[arg]}`), [`vars`] (the request view and
 //! the routing variable functions), [`response`] (generated responses and
 //! header edits), [`auth`] (`basicauth`), [`eval`] (chain semantics:
-//! NEXT/CONTINUE/BREAK, `goto`, labels).
+//! NEXT/CONTINUE/BREAK, `goto`, labels). [`mime`] is the `Content-Type`
+//! table of served files, for the router and the workers alike.
 //!
 //! Many pattern rules on the same subject are matched at once through a
 //! `RegexSet` per subject; the rules still run in configuration order.
@@ -23,6 +24,7 @@ pub mod action;
 pub mod auth;
 pub mod cond;
 pub mod eval;
+pub mod mime;
 pub mod pcre;
 pub mod response;
 pub mod rule;

@@ -3,8 +3,8 @@
 //! and the routing variable functions of `${fn[arg]}` (spec §5.6.1):
 //! `cookie`, `qs`, `mime`, `uwsgi`, `time`, `httptime`, `base64`, `hex`.
 //!
-//! `${mime[VAR]}` is always empty: no MIME table is loaded in the
-//! processes that route (as in uWSGI without `mimefile`).
+//! `${mime[VAR]}` is always empty (as in uWSGI when no static option built
+//! its MIME table); it does not consult [`super::mime`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -46,6 +46,7 @@ pub(crate) fn worker_config(threads: usize) -> WorkerConfig {
         threads,
         static_maps: Vec::new(),
         check_static: Vec::new(),
+        mime_files: Vec::new(),
         max_vars: 64,
     }
 }

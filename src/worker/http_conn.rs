@@ -229,6 +229,7 @@ fn serve_one(
             static_files::lookup(
                 &env.config.static_maps,
                 &env.config.check_static,
+                &env.config.mime_files,
                 &head.method,
                 path_info,
             )

@@ -93,7 +93,7 @@ pub(crate) fn request(env: &Env<'_>, vars: &[(&[u8], &[u8])], reply: &mut Reply)
         Outcome::Static(path) => {
             use std::os::unix::ffi::OsStrExt;
             let p = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
-            match open_file(p) {
+            match open_file(p, &env.config.mime_files) {
                 Some(found) => {
                     reply.header_ops = ev.headers;
                     let ims = routing::VarLookup::get_var(&all, b"HTTP_IF_MODIFIED_SINCE");
@@ -152,7 +152,8 @@ pub(crate) fn request(env: &Env<'_>, vars: &[(&[u8], &[u8])], reply: &mut Reply)
 }
 
 /// `static:PATH`: a readable regular file.
-fn open_file(path: &std::path::Path) -> Option<super::static_files::Found> {
+fn open_file(path: &std::path::Path, mime_files: &[String]) -> Option<super::static_files::Found> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking open: a FIFO must not hang the worker (refused below).
     let file = std::fs::OpenOptions::new()
@@ -168,7 +169,7 @@ fn open_file(path: &std::path::Path) -> Option<super::static_files::Found> {
         file,
         len: meta.len(),
         mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-        content_type: super::static_files::mime_type(path),
+        content_type: crate::routing::mime::content_type(mime_files, path.as_os_str().as_bytes()),
     })
 }
 

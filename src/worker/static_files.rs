@@ -6,16 +6,16 @@
 //! /dir` to `/dir` + `PATH_INFO`. Only `GET` and `HEAD` of a regular file
 //! whose real path stays under the real document root are served (no `..`
 //! or symlink escapes); anything else falls through to the app. Headers:
-//! `Content-Type` from `/etc/mime.types` (when the extension is known),
+//! `Content-Type` from [`crate::routing::mime`] (when the extension is known),
 //! `Content-Length`, `Last-Modified`; `If-Modified-Since` gives a 304.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::reqlog::http_date;
+use crate::routing::mime;
 
 /// A file to send.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct Found {
     pub(crate) file: File,
     pub(crate) len: u64,
     pub(crate) mtime: SystemTime,
-    pub(crate) content_type: Option<String>,
+    pub(crate) content_type: Option<&'static str>,
 }
 
 /// The candidate paths for `path_info`, in uWSGI's order.
@@ -48,10 +48,12 @@ fn candidates(
     out
 }
 
-/// The file to serve for this request, if any.
+/// The file to serve for this request, if any; `mime_files` are the
+/// `mimefile` entries.
 pub(crate) fn lookup(
     maps: &[(String, String, bool)],
     check_static: &[String],
+    mime_files: &[String],
     method: &[u8],
     path_info: &[u8],
 ) -> Option<Found> {
@@ -86,7 +88,7 @@ pub(crate) fn lookup(
             file,
             len: meta.len(),
             mtime: meta.modified().unwrap_or(UNIX_EPOCH),
-            content_type: mime_type(&real),
+            content_type: mime::content_type(mime_files, real.as_os_str().as_bytes()),
         });
     }
     None
@@ -108,7 +110,7 @@ pub(crate) fn not_modified(found: &Found, if_modified_since: Option<&[u8]>) -> b
 /// Response headers for a found file.
 pub(crate) fn headers(found: &Found) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut h = Vec::new();
-    if let Some(ct) = &found.content_type {
+    if let Some(ct) = found.content_type {
         h.push((b"Content-Type".to_vec(), ct.as_bytes().to_vec()));
     }
     h.push((
@@ -120,50 +122,6 @@ pub(crate) fn headers(found: &Found) -> Vec<(Vec<u8>, Vec<u8>)> {
         http_date(found.mtime).into_bytes(),
     ));
     h
-}
-
-const FALLBACK_TYPES: &[(&str, &str)] = &[
-    ("html", "text/html"),
-    ("htm", "text/html"),
-    ("css", "text/css"),
-    ("js", "application/javascript"),
-    ("json", "application/json"),
-    ("txt", "text/plain"),
-    ("png", "image/png"),
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("gif", "image/gif"),
-    ("svg", "image/svg+xml"),
-    ("ico", "image/vnd.microsoft.icon"),
-    ("pdf", "application/pdf"),
-    ("xml", "application/xml"),
-    ("woff", "font/woff"),
-    ("woff2", "font/woff2"),
-];
-
-fn mime_table() -> &'static HashMap<String, String> {
-    static TABLE: OnceLock<HashMap<String, String>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut map: HashMap<String, String> = FALLBACK_TYPES
-            .iter()
-            .map(|(e, t)| (e.to_string(), t.to_string()))
-            .collect();
-        if let Ok(text) = std::fs::read_to_string("/etc/mime.types") {
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                let mut words = line.split_whitespace();
-                let Some(ty) = words.next() else { continue };
-                for ext in words {
-                    map.insert(ext.to_ascii_lowercase(), ty.to_string());
-                }
-            }
-        }
-        map
-    })
-}
-
-pub(crate) fn mime_type(path: &Path) -> Option<String> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    mime_table().get(&ext).cloned()
 }
 
 /// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -243,10 +201,14 @@ mod tests {
             ("other prefix", b"GET", b"/other/a.css", false),
         ];
         for (name, method, path, want) in cases {
-            assert_eq!(lookup(&maps, &[], method, path).is_some(), *want, "{name}");
+            assert_eq!(
+                lookup(&maps, &[], &[], method, path).is_some(),
+                *want,
+                "{name}"
+            );
         }
-        let found = lookup(&maps, &[], b"GET", b"/static/a.css").unwrap();
-        assert_eq!(found.content_type.as_deref(), Some("text/css"));
+        let found = lookup(&maps, &[], &[], b"GET", b"/static/a.css").unwrap();
+        assert_eq!(found.content_type, Some("text/css"));
         assert_eq!(found.len, 6);
         let later = http_date(found.mtime + Duration::from_secs(10));
         assert!(not_modified(&found, Some(later.as_bytes())));
@@ -255,7 +217,7 @@ mod tests {
             Some(b"Thu, 01 Jan 1970 00:00:00 GMT")
         ));
         let check = vec![root];
-        assert!(lookup(&[], &check, b"GET", b"/a.css").is_some());
+        assert!(lookup(&[], &check, &[], b"GET", b"/a.css").is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,7 +2,9 @@
 //! (spec `routing-and-protocol.md` §1).
 //!
 //! The packet is checked as it arrives (`buffer-size`, `max-vars`); a bad
-//! one closes the connection with uWSGI's log line and nothing written.
+//! one closes the connection with nothing written and uWSGI's log line,
+//! followed by ` [socket NAME]` (the listener's configured name) so a
+//! multi-socket instance says which peer sent it.
 //! `modifier1` 0 goes to the WSGI app, any other value is refused with
 //! `-- unavailable modifier requested: N --`. The body is the rest of the
 //! stream up to `CONTENT_LENGTH`. The response is a raw HTTP response
@@ -65,6 +67,11 @@ fn var<'a>(vars: &[(&'a [u8], &'a [u8])], key: &[u8]) -> Option<&'a [u8]> {
     vars.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
+/// Logs why a packet was refused: uWSGI's words, then the socket.
+fn log_refused(env: &Env<'_>, line: &str) {
+    log(&format!("{line} [socket {}]", env.listener.name));
+}
+
 pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     let started = Instant::now();
     let wall = SystemTime::now();
@@ -77,12 +84,12 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         Ok(p) => p,
         Err(ReadFailure::Gone(line)) => {
             if let Some(line) = line {
-                log(&line);
+                log_refused(env, &line);
             }
             return;
         }
         Err(ReadFailure::Bad(e)) => {
-            log(&e.log_line());
+            log_refused(env, &e.log_line());
             if matches!(
                 e,
                 PacketError::NullKey { .. } | PacketError::TooManyVars { .. }
@@ -102,7 +109,10 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     };
     let parsed = Packet::parse(&packet);
     if parsed.header.modifier1 != 0 {
-        log(&uwsgi::unavailable_modifier_log(parsed.header.modifier1));
+        log_refused(
+            env,
+            &uwsgi::unavailable_modifier_log(parsed.header.modifier1),
+        );
         return;
     }
     let vars: Vec<(&[u8], &[u8])> = parsed.vars().collect();
@@ -125,7 +135,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         ..reqlog::Entry::default()
     };
     if parsed.block.is_empty() {
-        log(EMPTY_PYTHON_REQUEST_LOG);
+        log_refused(env, EMPTY_PYTHON_REQUEST_LOG);
         entry.total = env.request_done();
         entry.elapsed = started.elapsed();
         env.log_request(&entry);
@@ -171,6 +181,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     let found = static_files::lookup(
         &env.config.static_maps,
         &env.config.check_static,
+        &env.config.mime_files,
         method,
         path_info,
     );

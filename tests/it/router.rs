@@ -512,6 +512,11 @@ fn http_action_and_static_files() {
     });
     let file = dir.path().join("file.txt");
     std::fs::write(&file, "static body").expect("file");
+    // `mimefile` replaces /etc/mime.types; the built-in types still fill in.
+    let icon = dir.path().join("Icon.ICO");
+    std::fs::write(&icon, "ico").expect("icon");
+    let types = dir.path().join("x.types");
+    std::fs::write(&types, "image/x-test-icon\tico\n").expect("types");
     let router = Router::start(
         dir.path(),
         &[
@@ -520,6 +525,8 @@ fn http_action_and_static_files() {
                 &format!("^/h/(.*) http:{http_addr},backend.example,/rewritten/$1"),
             ),
             ("route", &format!("^/s static:{}", file.display())),
+            ("route", &format!("^/i static:{}", icon.display())),
+            ("mimefile", &types.display().to_string()),
             (
                 "route",
                 &format!("^/fifo static:{}/fifo", dir.path().display()),
@@ -555,6 +562,10 @@ fn http_action_and_static_files() {
         format!("GET /s HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: {modified}\r\n\r\n").as_bytes(),
     );
     assert_eq!(c.response(false).expect("304").status, 304);
+    c.send(b"GET /i HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = c.response(false).expect("icon");
+    assert_eq!((r.status, text(&r.body)), (200, "ico".to_string()));
+    assert_eq!(r.header("content-type"), Some("image/x-test-icon"));
     // Not a regular file: a 404 (uWSGI sends nothing), and a FIFO nobody
     // writes to does not stall the router.
     let fifo = std::ffi::CString::new(format!("{}/fifo", dir.path().display())).expect("path");

@@ -624,7 +624,8 @@ fn environ_behind_uwsgi_http_router_matches_real_uwsgi() {
 // ---------------------------------------------------------------- protocol
 
 /// One malformed packet per row (§1.5): its name, its bytes, and the line
-/// the worker logs before closing the connection with nothing written.
+/// the worker logs before closing the connection with nothing written
+/// (uWSGI's words; the worker adds ` [socket NAME]` at the end).
 fn malformed_packets() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let names: Vec<String> = (0..200).map(|i| format!("V{i}")).collect();
     let many: Vec<(&str, &str)> = names.iter().map(|k| (k.as_str(), "x")).collect();
@@ -674,6 +675,7 @@ fn malformed_packets() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 #[test]
 fn malformed_uwsgi_packets_close_and_the_worker_serves_the_next_request() {
     let mut it = Instance::start("master = true\nsocket-timeout = 1\nwsgi-file = @APPS@/cases.py");
+    let socket = format!(" [socket {}]", sock_path(it.dir.path(), "u.sock"));
     for (served, (name, data, line)) in malformed_packets().into_iter().enumerate() {
         let before = it.server.count(line);
         let r = request(&it.u, &data);
@@ -686,6 +688,9 @@ fn malformed_uwsgi_packets_close_and_the_worker_serves_the_next_request() {
             );
         }
         it.server.wait_lines(line, before + 1, READY);
+        let log = it.server.log();
+        let logged = log.lines().rfind(|l| l.contains(line)).unwrap_or_default();
+        assert!(logged.ends_with(&socket), "{name}: {logged:?}");
         let ok = request(&it.u, &example_a("/"));
         let want =
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\ndefault";

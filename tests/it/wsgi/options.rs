@@ -1,7 +1,7 @@
 //! Instance options of issue 3 end to end: identity (`uid`, `gid`,
 //! `chown-socket`), output (`logto`, `daemonize`), inherited sockets
 //! (systemd `LISTEN_FDS`, `fd://N`), `post-buffering`, `py-autoreload`,
-//! and the recycling lines of `max-requests` / `reload-on-rss`.
+//! `mimefile`, and the recycling lines of `max-requests` / `reload-on-rss`.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -527,6 +527,45 @@ fn python_and_instance_options_reach_the_app() {
     assert_eq!(it.server.wait_exit(EXIT), 0, "{}", it.server.tail());
     it.logged("VACUUM: unix socket ");
     assert!(!it.dir.path().join("u.sock").exists());
+}
+
+/// The `Content-Type` of a reply, if it has one.
+fn content_type(r: &crate::server::Reply) -> Option<String> {
+    let text = r.text();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// `static-map` and a worker's `static:` route type files from one table:
+/// the `mimefile` files in order (an unreadable one is logged), then the
+/// built-in types, whatever the extension's case.
+#[test]
+fn static_files_and_static_routes_share_the_mime_table() {
+    let files = TempDir::new();
+    let root = files.path().display().to_string();
+    std::fs::write(files.path().join("x.types"), "text/x-from-file\tpy\n").unwrap();
+    for name in ["hello.py", "FAVICON.ICO", "data.qqq"] {
+        std::fs::write(files.path().join(name), "x").unwrap();
+    }
+    let it = Instance::start(&format!(
+        "wsgi-file = @APPS@/hello.py\nmimefile = {root}/missing.types\nmimefile = {root}/x.types\n\
+         static-map = /s={root}\nroute = ^/r/(.*)$ static:{root}/$1"
+    ));
+    for prefix in ["/s/", "/r/"] {
+        for (name, want) in [
+            ("hello.py", Some("text/x-from-file")),
+            ("FAVICON.ICO", Some("image/vnd.microsoft.icon")),
+            ("data.qqq", None),
+        ] {
+            let r = it.get(&format!("{prefix}{name}"));
+            it.ok(&r, b"x");
+            assert_eq!(content_type(&r).as_deref(), want, "{prefix}{name}");
+        }
+    }
+    it.logged(&format!("!!! no {root}/missing.types file found !!!"));
 }
 
 #[test]
