@@ -118,8 +118,8 @@ pub fn spawn(cfg: &EmperorConfig, log: &Logger, req: &Request) -> Result<Spawned
         req.broodlord_num,
     );
     let emperor = std::process::id();
-    // Signals stay blocked in the child until its exec (std's exec unblocks
-    // them), so one sent meanwhile reaches the vassal, not our handlers.
+    // Signals stay blocked in the child until just before its exec, so one
+    // sent meanwhile cannot run our handlers in the child.
     let mask = process::block_all_signals();
     let forked = process::fork();
     if !matches!(forked, Ok(Forked::Child)) {
@@ -160,6 +160,11 @@ fn child(
     keep.extend(req.stdin.map(|s| s.as_raw_fd()));
     super::fds::cloexec_all_except(&keep);
     process::keep_across_exec(pipe.as_raw_fd());
+    // A mask survives exec: a vassal started with every signal blocked
+    // would never see SIGCHLD, SIGTERM or SIGHUP. Our handlers are already
+    // reset here, so a signal pending since the fork acts as on any
+    // process that has not installed its own yet.
+    process::unblock_all_signals();
     let exec = |program: &[u8]| -> std::io::Error {
         let mut cmd = Command::new(OsStr::from_bytes(program));
         cmd.arg0(OsStr::from_bytes(program))

@@ -640,6 +640,14 @@ fn vassal_argv_cwd_env_and_descriptors_as_spec_9_1() {
         .collect();
     assert_eq!(fds, want);
     assert_eq!(fd_target(pid, "0"), "/dev/null");
+    // No signal blocked: the mask the emperor forks with must not survive
+    // the exec (a vassal blocking SIGCHLD and SIGTERM hears nothing).
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(str::trim);
+    assert_eq!(blocked, Some("0000000000000000"), "{status}");
 }
 
 #[test]
