@@ -291,19 +291,10 @@ impl Instance<'_> {
         ));
         log("*** WARNING: you are running uWSGI without its master process manager ***");
         python::set_worker_id(1, 1);
-        let loaded;
-        let apps = match apps {
-            Some(a) => a,
-            None => match python::load_apps(&self.python) {
-                Ok(a) => {
-                    loaded = a;
-                    &loaded
-                }
-                Err(e) => {
-                    log(e);
-                    return exit_code::FAILED_APP;
-                }
-            },
+        let mut loaded = None;
+        let apps = match loaded_or_load(apps, &self.python, &mut loaded) {
+            Ok(a) => a,
+            Err(code) => return code,
         };
         notify_ready();
         python::start_autoreloader(
@@ -351,4 +342,23 @@ fn notify_ready() {
         }
         None => sock.send_to(msg, &path),
     };
+}
+
+/// The apps the master preloaded, or else (`lazy-apps`) loaded now into
+/// `slot`; a failed load is logged and gives the exit status.
+fn loaded_or_load<'a>(
+    apps: Option<&'a python::Apps>,
+    cfg: &PythonConfig,
+    slot: &'a mut Option<python::Apps>,
+) -> Result<&'a python::Apps, i32> {
+    if let Some(a) = apps {
+        return Ok(a);
+    }
+    match python::load_apps(cfg) {
+        Ok(a) => Ok(slot.insert(a)),
+        Err(e) => {
+            log(e);
+            Err(exit_code::FAILED_APP)
+        }
+    }
 }

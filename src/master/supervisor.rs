@@ -265,19 +265,10 @@ impl<'a> Supervisor<'a> {
     }
 
     fn worker_main(&self, id: usize) -> i32 {
-        let loaded;
-        let apps = match &self.apps {
-            Some(a) => a,
-            None => match python::load_apps(&self.inst.python) {
-                Ok(a) => {
-                    loaded = a;
-                    &loaded
-                }
-                Err(e) => {
-                    log(e);
-                    return exit_code::FAILED_APP;
-                }
-            },
+        let mut loaded = None;
+        let apps = match super::loaded_or_load(self.apps.as_ref(), &self.inst.python, &mut loaded) {
+            Ok(a) => a,
+            Err(code) => return code,
         };
         let py = &self.inst.python;
         python::start_autoreloader(py.py_autoreload, py.py_autoreload_ignore.clone());
