@@ -112,6 +112,7 @@ pub fn signal_pipe() -> io::Result<OwnedFd> {
 /// stop; a second one: stop now) or reaches end of file. Returns the exit
 /// status.
 pub fn serve(cfg: &RouterConfig, listeners: Vec<OwnedFd>, control: OwnedFd) -> i32 {
+    crate::routing::mime::init(&cfg.mime_files);
     match Gateway::new(cfg, listeners, control) {
         Ok(mut gw) => gw.run(),
         Err(e) => {

@@ -16,9 +16,9 @@
 //! The extension of a path is what follows the last `.` of its last
 //! component (`a.tar.gz` → `gz`, `.htaccess` → `htaccess`).
 //!
-//! The table is built once per process, on first use ([`content_type`]);
-//! a process has one configuration, so its first caller's files are the
-//! ones that count.
+//! The table is built once per process: by [`init`] when a worker or the
+//! router starts, else on first use ([`content_type`]); a process has one
+//! configuration, so the first caller's files are the ones that count.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -137,11 +137,26 @@ fn extension(path: &[u8]) -> Option<&[u8]> {
     Some(&name[dot + 1..]).filter(|e| !e.is_empty())
 }
 
+/// This process's table.
+static TABLE: OnceLock<MimeTypes> = OnceLock::new();
+
+/// Builds this process's table from `files` (the `mimefile` entries) if it
+/// is not built yet: a role calls it at start, so an unreadable file is
+/// reported then and every later lookup sees the configured files.
+pub fn init(files: &[String]) {
+    TABLE.get_or_init(|| MimeTypes::load(files));
+}
+
 /// The `Content-Type` for a file at `path`, from this process's table
 /// (built from `files`, the `mimefile` entries, on the first call).
 pub fn content_type(files: &[String], path: &[u8]) -> Option<&'static str> {
-    static TABLE: OnceLock<MimeTypes> = OnceLock::new();
     TABLE.get_or_init(|| MimeTypes::load(files)).get(path)
+}
+
+/// [`content_type`] from the table the role built at start (the built-in
+/// and default-file table if none was built): what `${mime[VAR]}` reads.
+pub fn lookup(path: &[u8]) -> Option<&'static str> {
+    content_type(&[], path)
 }
 
 #[cfg(test)]

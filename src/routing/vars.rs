@@ -3,8 +3,9 @@
 //! and the routing variable functions of `${fn[arg]}` (spec §5.6.1):
 //! `cookie`, `qs`, `mime`, `uwsgi`, `time`, `httptime`, `base64`, `hex`.
 //!
-//! `${mime[VAR]}` is always empty (as in uWSGI when no static option built
-//! its MIME table); it does not consult [`super::mime`].
+//! `${mime[VAR]}` is the `Content-Type` of the file name in `VAR`, from
+//! [`super::mime`] (uWSGI's is empty unless a static option built its
+//! table; ours always has the built-in types).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,7 +105,10 @@ impl Source for Overlay<'_> {
                 .get(b"QUERY_STRING")
                 .and_then(|q| query_item(q, arg))
                 .map(<[u8]>::to_vec),
-            b"mime" => None,
+            b"mime" => self
+                .get(arg)
+                .and_then(super::mime::lookup)
+                .map(|t| t.as_bytes().to_vec()),
             b"uwsgi" => uwsgi_var(self.context, arg),
             b"time" => time_var(arg),
             b"httptime" => Some(http_date(now_secs().saturating_add(leading_number(arg)))),
@@ -352,6 +356,7 @@ mod tests {
             (b"QUERY_STRING".to_vec(), b"a=1&b=2".to_vec()),
             (b"HTTP_COOKIE".to_vec(), b"c=choc".to_vec()),
             (b"NAME".to_vec(), b"ab".to_vec()),
+            (b"FILE".to_vec(), b"/static/site.css".to_vec()),
         ];
         let ctx = Context {
             worker_id: 1,
@@ -368,6 +373,7 @@ mod tests {
         assert_eq!(f(b"hex", b"NAME"), Some(Some(b"6162".to_vec())));
         assert_eq!(f(b"base64", b"NAME"), Some(Some(b"YWI=".to_vec())));
         assert_eq!(f(b"mime", b"NAME"), Some(None));
+        assert_eq!(f(b"mime", b"FILE"), Some(Some(b"text/css".to_vec())));
         assert_eq!(f(b"upper", b"NAME"), None);
     }
 }

@@ -170,6 +170,7 @@ impl Env<'_> {
 
 /// Runs the worker until it must stop.
 pub fn serve(ctx: WorkerContext<'_>) -> WorkerExit {
+    crate::routing::mime::init(&ctx.config.mime_files);
     let control = match Control::install() {
         Ok(c) => c,
         Err(e) => {

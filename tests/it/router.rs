@@ -783,3 +783,32 @@ fn out_of_descriptors_the_queued_clients_are_served_later() {
         .count();
     assert!((1..=2).contains(&logged), "{}", router.log_text());
 }
+
+/// `${mime[VAR]}`: the `Content-Type` of the file name in a request var,
+/// from the same MIME table as `static:` (a `mimefile` entry included);
+/// empty when the extension is unknown.
+#[test]
+fn mime_route_var() {
+    let dir = TempDir::new();
+    let types = dir.path().join("types");
+    std::fs::write(&types, "application/x-from-file\tzzq\n").unwrap();
+    let s0 = Backend::start(&dir.path().join("s0.sock"), answer(|_| ok("hi")));
+    let router = Router::start(
+        dir.path(),
+        &[
+            ("mimefile", types.to_str().unwrap()),
+            ("route", "^/ addheader:X-Mime: [${mime[PATH_INFO]}]"),
+        ],
+        Some(&s0.path),
+    );
+    let mut c = Client::connect(router.addr);
+    for (path, want) in [
+        ("/a/site.css", "[text/css]"),
+        ("/b.zzq", "[application/x-from-file]"),
+        ("/c.nosuchext", "[]"),
+    ] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let r = c.response(false).expect("a response");
+        assert_eq!(r.header("X-Mime"), Some(want), "{path}: {}", r.head);
+    }
+}
