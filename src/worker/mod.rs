@@ -261,7 +261,17 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
     loop {
         let stop = process.control.stop();
         if stop != Stop::Run {
-            // Parked connections are idle: dropping them closes them.
+            if stop != Stop::Shutdown {
+                // Graceful: a parked client may have sent a request while
+                // this thread was busy; answer it (then close) rather than
+                // drop it. The rest are idle: dropping them closes them.
+                for taken in parked.take_all() {
+                    if let Some((_, listener)) = acceptors.get(taken.listener) {
+                        let incoming = Incoming::Parked(taken.wire, &taken.peer);
+                        serve_conn(process, core, listener, incoming);
+                    }
+                }
+            }
             return stop;
         }
         // One turn: a new connection from each listener that may have one,

@@ -138,6 +138,22 @@ impl Parked {
         None
     }
 
+    /// Every idle connection, taken out (the thread is stopping).
+    pub(crate) fn take_all(&mut self) -> Vec<Taken> {
+        self.ready.clear();
+        self.slots
+            .drain()
+            .filter_map(|slot| {
+                Some(Taken {
+                    key: 0,
+                    wire: slot.wire?,
+                    peer: slot.peer,
+                    listener: slot.listener,
+                })
+            })
+            .collect()
+    }
+
     /// A served connection waits again, still registered under its token.
     pub(crate) fn put_back(&mut self, key: usize, mut wire: Wire, peer: String) {
         wire.release_idle_buffer();

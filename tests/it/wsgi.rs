@@ -243,6 +243,55 @@ fn keep_alive_clients_take_turns_on_one_worker() {
     }
 }
 
+/// A graceful reload while a keep-alive client waits on a busy worker: the
+/// request it sent meanwhile is answered by the old worker before it
+/// leaves, not dropped with its parked connection.
+#[test]
+fn sighup_answers_a_request_waiting_on_a_parked_connection() {
+    let mut it = Instance::start(
+        "master = true\nprocesses = 1\nsocket-timeout = 60\nwsgi-file = @APPS@/cases.py",
+    );
+    let worker = it.worker();
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut parked = Stream::connect(&it.h).expect("connect");
+    parked.write_all(get).unwrap();
+    let (head, body) = read_one(&mut parked).expect("first response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"default");
+    // Another client keeps the only worker busy for a while.
+    let mut busy = Stream::connect(&it.h).expect("connect");
+    busy.write_all(b"GET /sleep?3 HTTP/1.0\r\n\r\n").unwrap();
+    let sleeping = wait_for(READY, || {
+        let call = blocked_in(worker);
+        [
+            libc::SYS_clock_nanosleep,
+            libc::SYS_nanosleep,
+            libc::SYS_select,
+            libc::SYS_pselect6,
+        ]
+        .iter()
+        .any(|c| call == Some(*c))
+        .then_some(())
+    });
+    assert!(
+        sleeping.is_some(),
+        "the app never slept\n{}",
+        it.server.tail()
+    );
+    // The parked client's next request waits in its socket.
+    parked.write_all(get).unwrap();
+    it.server.signal(libc::SIGHUP);
+    let graceful = format!("Gracefully killing worker 1 (pid: {worker})...");
+    it.server.wait_lines(&graceful, 1, READY);
+    let reply = read_one(&mut parked);
+    let (head, body) =
+        reply.unwrap_or_else(|| panic!("the waiting request was dropped\n{}", it.server.tail()));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"default");
+    let slow = busy.read_reply(Instant::now());
+    assert!(slow.text().starts_with("HTTP/1.0 200"), "{}", slow.text());
+}
+
 /// A kept-alive connection that stays idle closes after `socket-timeout`.
 #[test]
 fn idle_keep_alive_connection_closes_after_socket_timeout() {
