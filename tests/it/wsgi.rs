@@ -128,6 +128,16 @@ impl Instance {
         );
     }
 
+    /// Waits until `pid` is blocked in one of the system calls `calls`;
+    /// fails with `what` otherwise.
+    fn wait_blocked_in(&self, pid: i32, calls: &[libc::c_long], what: &str) {
+        let blocked = wait_for(READY, || {
+            let call = blocked_in(pid);
+            calls.iter().any(|c| call == Some(*c)).then_some(())
+        });
+        assert!(blocked.is_some(), "{what}\n{}", self.server.tail());
+    }
+
     /// Waits for a log line with `needle`; returns it.
     fn wait(&mut self, needle: &str) -> String {
         self.server.wait_line(needle, READY)
@@ -261,22 +271,15 @@ fn sighup_answers_a_request_waiting_on_a_parked_connection() {
     // Another client keeps the only worker busy for a while.
     let mut busy = Stream::connect(&it.h).expect("connect");
     busy.write_all(b"GET /sleep?3 HTTP/1.0\r\n\r\n").unwrap();
-    let sleeping = wait_for(READY, || {
-        let call = blocked_in(worker);
-        [
+    it.wait_blocked_in(
+        worker,
+        &[
             libc::SYS_clock_nanosleep,
             libc::SYS_nanosleep,
             libc::SYS_select,
             libc::SYS_pselect6,
-        ]
-        .iter()
-        .any(|c| call == Some(*c))
-        .then_some(())
-    });
-    assert!(
-        sleeping.is_some(),
-        "the app never slept\n{}",
-        it.server.tail()
+        ],
+        "the app never slept",
     );
     // The parked client's next request waits in its socket.
     parked.write_all(get).unwrap();
@@ -848,19 +851,12 @@ fn sighup_while_a_request_is_being_read_finishes_it() {
         let mut s = Stream::connect(addr).expect("connect");
         s.write_all(first).expect("first part");
         // The worker has accepted and waits for the rest of the request.
-        let reading = wait_for(READY, || {
-            // Idle, a worker waits in epoll_wait; a connection's read
-            // waits in poll (or in recvfrom on a blocking socket).
-            let call = blocked_in(worker);
-            [libc::SYS_recvfrom, libc::SYS_poll, libc::SYS_ppoll]
-                .iter()
-                .any(|c| call == Some(*c))
-                .then_some(())
-        });
-        assert!(
-            reading.is_some(),
-            "the worker never read\n{}",
-            it.server.tail()
+        // Idle, a worker waits in epoll_wait; a connection's read waits
+        // in poll (or in recvfrom on a blocking socket).
+        it.wait_blocked_in(
+            worker,
+            &[libc::SYS_recvfrom, libc::SYS_poll, libc::SYS_ppoll],
+            "the worker never read",
         );
         it.server.signal(libc::SIGHUP);
         let graceful = format!("Gracefully killing worker 1 (pid: {worker})...");
