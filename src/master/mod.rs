@@ -203,7 +203,9 @@ impl Instance<'_> {
                 )
             })
             .collect();
-        if let Err(e) = python::init(&self.python, &opt) {
+        if !python::needed(&self.python) {
+            python::init_without_interpreter(&self.python);
+        } else if let Err(e) = python::init(&self.python, &opt) {
             return Err(reload::Failed { error: e, aux });
         }
         let apps = if self.master.lazy_apps {

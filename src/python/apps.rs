@@ -160,26 +160,30 @@ pub fn load_apps(cfg: &PythonConfig) -> Result<Apps, String> {
         manage_script_name: cfg.manage_script_name,
         ..Apps::default()
     };
-    Python::attach(|py| {
-        for (mountpoint, target) in targets {
-            load_one(py, &mut apps, mountpoint, &target, &cfg.callable);
-        }
-        for mount in &cfg.mounts {
-            let Some((mountpoint, what)) = mount.split_once('=') else {
-                log::line(&format!("invalid mountpoint: {mount}"));
-                continue;
-            };
-            log::line(&format!("mounting {what} on {mountpoint}"));
-            if let Some(target) = Target::mount(what, &cfg.callable) {
-                load_one(
-                    py,
-                    &mut apps,
-                    mountpoint.to_string(),
-                    &target,
-                    &cfg.callable,
-                );
+    let nothing_to_load = targets.is_empty() && cfg.mounts.is_empty();
+    // Nothing to load: the interpreter may not even be started.
+    (!nothing_to_load).then(|| {
+        Python::attach(|py| {
+            for (mountpoint, target) in targets {
+                load_one(py, &mut apps, mountpoint, &target, &cfg.callable);
             }
-        }
+            for mount in &cfg.mounts {
+                let Some((mountpoint, what)) = mount.split_once('=') else {
+                    log::line(&format!("invalid mountpoint: {mount}"));
+                    continue;
+                };
+                log::line(&format!("mounting {what} on {mountpoint}"));
+                if let Some(target) = Target::mount(what, &cfg.callable) {
+                    load_one(
+                        py,
+                        &mut apps,
+                        mountpoint.to_string(),
+                        &target,
+                        &cfg.callable,
+                    );
+                }
+            }
+        })
     });
     if apps.is_empty() {
         if cfg.need_app {

@@ -57,6 +57,9 @@ pub fn handle<E: Exchange + 'static>(
     threads: usize,
     exchange: E,
 ) -> (Outcome, Option<E>) {
+    if !super::interp::is_initialized() {
+        return no_interpreter(exchange);
+    }
     let shared = Shared::new(Box::new(exchange));
     let outcome = Python::attach(|py| run(py, apps, vars, threads, &shared));
     uwsgi_module::count_request();
@@ -139,6 +142,27 @@ fn run(
         }
     }
     outcome
+}
+
+/// An instance that never started CPython (nothing to load): uWSGI's "no
+/// app" 500 and log line, written without the interpreter.
+fn no_interpreter<E: Exchange + 'static>(mut exchange: E) -> (Outcome, Option<E>) {
+    uwsgi_module::count_request();
+    let headers = [
+        (b"Connection".to_vec(), b"close".to_vec()),
+        (b"Content-Type".to_vec(), b"text/plain".to_vec()),
+    ];
+    let sent = exchange
+        .send_head(ERROR_500, &headers)
+        .and_then(|()| exchange.send_body(BODY_500));
+    log::line("--- no python application found, check your startup logs for errors ---");
+    let outcome = Outcome {
+        app_id: None,
+        app_requests: 0,
+        exception: false,
+        complete: sent.is_ok(),
+    };
+    (outcome, Some(exchange))
 }
 
 /// uWSGI's `uwsgi_500` page plus its log line.

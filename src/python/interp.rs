@@ -68,6 +68,24 @@ pub fn init(cfg: &PythonConfig, opt: &[(String, String)]) -> Result<(), String> 
     init_inner(cfg, opt).map_err(|e| e.to_string())
 }
 
+/// Whether the configuration gives the interpreter anything to do: an app
+/// to load (`module`, `wsgi-file`, `mount`) or files to watch
+/// (`py-autoreload`). An instance without (a router and emperor front, say)
+/// skips [`init`]: CPython costs every process megabytes once started.
+pub fn needed(cfg: &PythonConfig) -> bool {
+    cfg.module.is_some()
+        || cfg.wsgi_file.is_some()
+        || !cfg.mounts.is_empty()
+        || cfg.py_autoreload > 0
+}
+
+/// What [`init`] does besides starting CPython, for an instance that does
+/// not start it: `env` entries and the master's pid.
+pub fn init_without_interpreter(cfg: &PythonConfig) {
+    apply_env(&cfg.env);
+    MASTER_PID.store(std::process::id(), Ordering::Relaxed);
+}
+
 fn init_inner(cfg: &PythonConfig, opt: &[(String, String)]) -> Result<(), InitError> {
     apply_env(&cfg.env);
     let version = runtime_version();
@@ -367,7 +385,7 @@ pub fn set_worker_id(id: usize, numproc: usize) {
     }
 }
 
-fn is_initialized() -> bool {
+pub(crate) fn is_initialized() -> bool {
     // SAFETY: Py_IsInitialized may be called at any time.
     unsafe { ffi::Py_IsInitialized() != 0 }
 }

@@ -29,5 +29,6 @@ pub use autoreload::start_autoreloader;
 pub use call::{handle, Outcome};
 pub use exchange::Exchange;
 pub use interp::{
-    after_fork_child, after_fork_parent, before_fork, init, set_master_pid, set_worker_id,
+    after_fork_child, after_fork_parent, before_fork, init, init_without_interpreter, needed,
+    set_master_pid, set_worker_id,
 };
