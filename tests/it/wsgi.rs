@@ -1020,11 +1020,9 @@ fn import_error_with_need_app_exits_22() {
     assert!(!out.panicked(), "{err}");
 }
 
-#[test]
-fn without_need_app_a_missing_app_gives_uwsgis_500() {
-    let mut it = Instance::start("master = true\nwsgi-file = @APPS@/broken.py");
-    it.logged("*** no app loaded. going in full dynamic mode ***");
-    // routing-and-protocol.md §5.11, byte for byte.
+/// uWSGI's answer when no app is loaded (routing-and-protocol.md §5.11,
+/// byte for byte), its log lines, and the same 500 over HTTP.
+fn no_app_page(it: &mut Instance) {
     let r = request(&it.u, &example_a("/"));
     let page = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\
                 Content-Type: text/plain\r\n\r\nInternal Server Error";
@@ -1040,6 +1038,13 @@ fn without_need_app_a_missing_app_gives_uwsgis_500() {
     assert_eq!(r.body(), b"Internal Server Error");
 }
 
+#[test]
+fn without_need_app_a_missing_app_gives_uwsgis_500() {
+    let mut it = Instance::start("master = true\nwsgi-file = @APPS@/broken.py");
+    it.logged("*** no app loaded. going in full dynamic mode ***");
+    no_app_page(&mut it);
+}
+
 /// An instance with nothing for Python to load (a router and emperor
 /// front, say) never starts CPython, and still answers like uWSGI's "full
 /// dynamic mode": the same 500 page and log lines, byte for byte.
@@ -1053,19 +1058,7 @@ fn without_any_app_the_interpreter_is_not_started() {
         !log.contains("Python main interpreter initialized"),
         "{log}"
     );
-    let r = request(&it.u, &example_a("/"));
-    let page = "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\
-                Content-Type: text/plain\r\n\r\nInternal Server Error";
-    assert_eq!(r.text(), page);
-    it.wait("--- no python application found, check your startup logs for errors ---");
-    let line = it.wait("|app: -1|req: -1/1]");
-    assert!(
-        line.contains("(HTTP/1.1 500) 2 headers in 83 bytes"),
-        "{line}"
-    );
-    let r = it.get("/");
-    assert_eq!(r.status(), Some(500), "{:?}", r.text());
-    assert_eq!(r.body(), b"Internal Server Error");
+    no_app_page(&mut it);
 }
 
 // ---------------------------------------------------------------- start-up
