@@ -12,13 +12,13 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::util::TempDir;
+use crate::util::{touch, TempDir};
 
 /// The fake vassal. It finds its file after `--ini`/..., reads `fake =
 /// MODE` from it, appends `start <time> <pid>` to `$FAKE_RECORDS/<file>.starts`,
@@ -281,15 +281,6 @@ impl Drop for Emperor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn touch(path: &Path) {
-    fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::now())
-        .unwrap();
 }
 
 /// Waits until the fake `name` runs and returns its pid.

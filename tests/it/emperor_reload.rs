@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::server::{exchange, free_port, spawn_ours, wait_for, Addr, Proc, READY};
-use crate::util::TempDir;
+use crate::util::{touch, TempDir};
 
 /// How long the app takes to import: far above any request's own time.
 const SLOW_IMPORT: &str = "1.5";
@@ -94,15 +94,6 @@ impl Site {
     }
 }
 
-fn touch(path: &Path) {
-    fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_modified(SystemTime::now())
-        .unwrap();
-}
-
 /// Requests looped by two clients until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -115,6 +106,17 @@ struct Outcome {
     failures: Vec<String>,
     bodies: Vec<String>,
     slowest: Duration,
+}
+
+impl Outcome {
+    /// Fails with the failed requests and the server's log tail.
+    fn assert_none_failed(&self, tail: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "failed requests: {:?}\n{tail}",
+            self.failures
+        );
+    }
 }
 
 impl Load {
@@ -180,12 +182,7 @@ fn reload_under_load_fails_no_request_and_none_waits_for_the_import() {
     site.wait_body("v2");
     thread::sleep(Duration::from_millis(200));
     let out = load.finish();
-    assert!(
-        out.failures.is_empty(),
-        "failed requests: {:?}\n{}",
-        out.failures,
-        site.server.tail()
-    );
+    out.assert_none_failed(&site.server.tail());
     assert!(out.ok > 10, "too few requests: {out:?}");
     assert_eq!(out.bodies, ["v1", "v2"], "{out:?}");
     // The import takes 1.5 s; the old workers served meanwhile.
@@ -238,12 +235,7 @@ fn a_broken_new_app_or_config_keeps_the_old_workers_serving() {
     site.deploy(&app("v3"));
     site.wait_body("v3");
     let out = load.finish();
-    assert!(
-        out.failures.is_empty(),
-        "failed requests: {:?}\n{}",
-        out.failures,
-        site.server.tail()
-    );
+    out.assert_none_failed(&site.server.tail());
     assert_eq!(out.bodies, ["v1", "v3"], "{out:?}");
     assert_eq!(
         site.server.count("has been spawned"),
@@ -282,11 +274,6 @@ fn a_broken_app_behind_the_instances_own_router_keeps_serving() {
     server.wait_line("!!! reload failed: the new app did not load !!!", READY);
     thread::sleep(Duration::from_millis(1500));
     let out = load.finish();
-    assert!(
-        out.failures.is_empty(),
-        "failed requests: {:?}\n{}",
-        out.failures,
-        server.tail()
-    );
+    out.assert_none_failed(&server.tail());
     assert_eq!(out.bodies, ["v1"], "{out:?}");
 }

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::server::{
-    free_port, reference_uwsgi, request, scrubbed, sock_path, spawn_ours, wait_for, wait_tcp,
-    wait_unix, Addr, Proc, Reply, READY,
+    free_port, parse_environ, reference_uwsgi, request, scrubbed, sock_path, spawn_ours, wait_for,
+    wait_tcp, wait_unix, Addr, Proc, Reply, READY,
 };
 use crate::util::{copy_tree, repo_root, TempDir};
 
@@ -32,41 +32,10 @@ fn reference() -> Option<PathBuf> {
     reference_uwsgi("python3,http,router_uwsgi")
 }
 
-/// `[["k", "v"], ...]` from `environ.py`, strings only (escapes kept as
-/// the letter after the backslash: the same on both sides).
+/// `[["k", "v"], ...]` from `environ.py`.
 fn environ(body: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(body);
-    let mut out = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
-    let mut chars = text.chars();
-    let mut depth = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth == 1 && cur.len() == 2 {
-                    let v = cur.pop().unwrap_or_default();
-                    let k = cur.pop().unwrap_or_default();
-                    out.push((k, v));
-                }
-                cur.clear();
-            }
-            '"' => {
-                let mut s = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => s.extend(chars.next()),
-                        '"' => break,
-                        c => s.push(c),
-                    }
-                }
-                cur.push(s);
-            }
-            _ => {}
-        }
-    }
-    out
+    parse_environ(body)
+        .unwrap_or_else(|| panic!("not an environ dump: {}", String::from_utf8_lossy(body)))
 }
 
 /// An environ as compared: `uwsgi.*` keys dropped (each server's own),

@@ -30,49 +30,29 @@ fn header_count(reply: &Reply, name: &str) -> usize {
 /// The environ the app saw: the JSON `[[key, value], ...]` of
 /// `tests/apps/environ.py`, as (key, value) strings.
 fn environ(reply: &Reply) -> Vec<(String, String)> {
-    let body = String::from_utf8_lossy(reply.body()).into_owned();
-    let pairs: Vec<Vec<String>> = serde_json_lite(&body);
-    pairs
-        .into_iter()
-        .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
-        .collect()
+    crate::server::parse_environ(reply.body())
+        .unwrap_or_else(|| panic!("not an environ dump: {}", reply.text()))
 }
 
-/// A tiny reader for the `[["k","v"],...]` the environ app prints (plain
-/// strings only; enough for these assertions).
-fn serde_json_lite(text: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut depth = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth == 1 {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            '"' => {
-                let mut s = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(e) = chars.next() {
-                                s.push(e);
-                            }
-                        }
-                        '"' => break,
-                        c => s.push(c),
-                    }
-                }
-                cur.push(s);
-            }
-            _ => {}
-        }
-    }
-    out
+/// Our binary serving the environ app on `DIR/h.sock` (`http-socket`, one
+/// worker) with `rules` appended to its ini; returns it once it accepts.
+fn environ_app_on_http_socket(dir: &Path, rules: &str) -> (Proc, PathBuf) {
+    let h = sock_path(dir, "h.sock");
+    let app = repo_root().join("tests/apps/environ.py");
+    let ini = dir.join("app.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {h}\nwsgi-file = {}\n{rules}",
+            app.display()
+        ),
+    )
+    .expect("writing app.ini");
+    let mut server = spawn_ours(dir, &["--ini", &ini.display().to_string()]);
+    server.wait_line("spawned uWSGI worker 1 (", READY);
+    let h = PathBuf::from(h);
+    assert!(wait_unix(&h, READY), "{}", server.tail());
+    (server, h)
 }
 
 struct Site {
@@ -212,25 +192,13 @@ fn router_requests_are_routed_once_direct_ones_in_the_worker() {
 #[test]
 fn worker_routing_actions_answer_direct_requests() {
     let dir = TempDir::new();
-    let h = sock_path(dir.path(), "h.sock");
-    let app = repo_root().join("tests/apps/environ.py");
-    let ini = dir.path().join("app.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {h}\nwsgi-file = {}\n\
-             route = ^/old$ redirect-301:/new\n\
-             route = ^/gone$ return:410\n\
-             route = ^/drop$ delheader:Content-Type\n\
-             route-uri = ^/rw/(.*)$ rewrite:/new/$1\n",
-            app.display()
-        ),
-    )
-    .expect("writing app.ini");
-    let mut server = spawn_ours(dir.path(), &["--ini", &ini.display().to_string()]);
-    server.wait_line("spawned uWSGI worker 1 (", READY);
-    let h = PathBuf::from(h);
-    assert!(wait_unix(&h, READY), "{}", server.tail());
+    let (_server, h) = environ_app_on_http_socket(
+        dir.path(),
+        "route = ^/old$ redirect-301:/new\n\
+         route = ^/gone$ return:410\n\
+         route = ^/drop$ delheader:Content-Type\n\
+         route-uri = ^/rw/(.*)$ rewrite:/new/$1\n",
+    );
     let get = |path: &str| {
         request(
             &Addr::Unix(h.clone()),
@@ -308,24 +276,14 @@ fn worker_forwards_direct_requests_by_host() {
     let dir = TempDir::new();
     let echo = PathBuf::from(sock_path(dir.path(), "uwsgi_echo.sock"));
     uwsgi_echo(&echo);
-    let h = sock_path(dir.path(), "h.sock");
     let d = dir.path().display();
-    let app = repo_root().join("tests/apps/environ.py");
-    let ini = dir.path().join("app.ini");
-    std::fs::write(
-        &ini,
-        format!(
-            "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {h}\nwsgi-file = {}\n\
-             route-host = ^([a-z]+)\\.example\\.com$ uwsgi:{d}/uwsgi_$1.sock,0,0\n\
-             route-host = ^echo\\.example\\.com$ addheader:X-Never: 1\n",
-            app.display()
+    let (mut server, h) = environ_app_on_http_socket(
+        dir.path(),
+        &format!(
+            "route-host = ^([a-z]+)\\.example\\.com$ uwsgi:{d}/uwsgi_$1.sock,0,0\n\
+             route-host = ^echo\\.example\\.com$ addheader:X-Never: 1\n"
         ),
-    )
-    .expect("writing app.ini");
-    let mut server = spawn_ours(dir.path(), &["--ini", &ini.display().to_string()]);
-    server.wait_line("spawned uWSGI worker 1 (", READY);
-    let h = PathBuf::from(h);
-    assert!(wait_unix(&h, READY), "{}", server.tail());
+    );
     let r = request(
         &Addr::Unix(h.clone()),
         b"GET /p HTTP/1.0\r\nHost: echo.example.com\r\n\r\n",

@@ -572,3 +572,81 @@ fn start_peer(make: impl Fn(u16) -> Proc) -> (Proc, u16) {
     }
     panic!("no free port for the peer after 3 tries");
 }
+
+/// The environ dump of `tests/apps/environ.py`: `[["key", "value"], ...]`.
+pub fn parse_environ(json: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut c = Json { b: json, i: 0 };
+    let mut out = Vec::new();
+    c.eat(b'[')?;
+    if c.eat(b']').is_some() {
+        return Some(out);
+    }
+    loop {
+        c.eat(b'[')?;
+        let k = c.string()?;
+        c.eat(b',')?;
+        let v = c.string()?;
+        c.eat(b']')?;
+        out.push((k, v));
+        if c.eat(b',').is_none() {
+            c.eat(b']')?;
+            return Some(out);
+        }
+    }
+}
+
+/// Just enough JSON for [`parse_environ`] (Python's `ensure_ascii` output).
+struct Json<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Json<'_> {
+    fn eat(&mut self, c: u8) -> Option<()> {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
+        self.i += 4;
+        u32::from_str_radix(h, 16).ok()
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.eat(b'"')?;
+        let mut out = String::new();
+        loop {
+            let c = *self.b.get(self.i)?;
+            self.i += 1;
+            let ch = match c {
+                b'"' => return Some(out),
+                b'\\' => {
+                    self.i += 1;
+                    match *self.b.get(self.i - 1)? {
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'u' => {
+                            let mut u = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&u)
+                                && self.b.get(self.i..self.i + 2) == Some(b"\\u")
+                            {
+                                self.i += 2;
+                                u = 0x10000 + ((u - 0xD800) << 10) + (self.hex4()? - 0xDC00);
+                            }
+                            char::from_u32(u).unwrap_or('\u{fffd}')
+                        }
+                        other => other as char,
+                    }
+                }
+                _ => c as char,
+            };
+            out.push(ch);
+        }
+    }
+}

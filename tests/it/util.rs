@@ -472,6 +472,16 @@ pub fn skip_test(test: &str, reason: &str) {
     visible(&format!("SKIP {test}: {reason}"));
 }
 
+/// Sets `path`'s modification time to now (full precision).
+pub fn touch(path: &Path) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

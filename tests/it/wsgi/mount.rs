@@ -9,7 +9,7 @@ use super::Instance;
 fn split(it: &Instance, path: &str) -> (String, String) {
     let reply = it.get(path);
     assert_eq!(reply.status(), Some(200), "{path}: {:?}", reply.text());
-    let env = super::parse_environ(reply.body()).expect("environ JSON");
+    let env = crate::server::parse_environ(reply.body()).expect("environ JSON");
     let var = |k: &str| {
         env.iter()
             .find(|(key, _)| key == k)
