@@ -17,6 +17,16 @@ bench_spawn() { # LOG CMD...
     BENCH_PIDS+=("$BENCH_PID")
 }
 
+# SIGKILL to the process group each PID leads, then reap it (for servers
+# started as group leaders whose measured runs are over).
+bench_kill_groups() { # PID...
+    local pid
+    for pid in "$@"; do
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
 # SIGINT to each server, up to 15 s for it to exit, then SIGKILL to its
 # process group (vassals and workers included).
 bench_stop_all() {

@@ -54,12 +54,10 @@ cargo build --release --quiet --bin uwsgi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruwsgi-router-bench.XXXXXX")
 PIDS=()
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 stop_all() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -KILL -- "-$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    bench_kill_groups "${PIDS[@]}"
     PIDS=()
 }
 trap 'stop_all; rm -rf "$TMP"' EXIT
