@@ -16,9 +16,9 @@
 //! The extension of a path is what follows the last `.` of its last
 //! component (`a.tar.gz` → `gz`, `.htaccess` → `htaccess`).
 //!
-//! The table is built once per process: by [`init`] when a worker or the
-//! router starts, else on first use ([`content_type`]); a process has one
-//! configuration, so the first caller's files are the ones that count.
+//! The table is built once per process, on first use; a worker or the
+//! router records its `mimefile` entries at start ([`init`]) so that every
+//! lookup, `${mime[VAR]}` included, sees the configured files.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -140,21 +140,25 @@ fn extension(path: &[u8]) -> Option<&[u8]> {
 /// This process's table.
 static TABLE: OnceLock<MimeTypes> = OnceLock::new();
 
-/// Builds this process's table from `files` (the `mimefile` entries) if it
-/// is not built yet: a role calls it at start, so an unreadable file is
-/// reported then and every later lookup sees the configured files.
+/// The role's `mimefile` entries, recorded by [`init`].
+static FILES: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Records this process's `mimefile` entries (a role calls it at start).
+/// Nothing is read yet: the table is built on the first lookup, if any.
 pub fn init(files: &[String]) {
-    TABLE.get_or_init(|| MimeTypes::load(files));
+    let _ = FILES.set(files.to_vec());
 }
 
 /// The `Content-Type` for a file at `path`, from this process's table
-/// (built from `files`, the `mimefile` entries, on the first call).
+/// (built on the first call from the files given to [`init`], else from
+/// `files`).
 pub fn content_type(files: &[String], path: &[u8]) -> Option<&'static str> {
-    TABLE.get_or_init(|| MimeTypes::load(files)).get(path)
+    TABLE
+        .get_or_init(|| MimeTypes::load(FILES.get().map_or(files, Vec::as_slice)))
+        .get(path)
 }
 
-/// [`content_type`] from the table the role built at start (the built-in
-/// and default-file table if none was built): what `${mime[VAR]}` reads.
+/// [`content_type`] with the role's files: what `${mime[VAR]}` reads.
 pub fn lookup(path: &[u8]) -> Option<&'static str> {
     content_type(&[], path)
 }
