@@ -106,7 +106,9 @@ fn seed(root: &Path, name: &str, bin: Option<&Path>) -> Seed {
     .expect("writing env.ini");
     for _ in 0..3 {
         let port = free_port();
-        let tmp = format!("{}/", dir.display());
+        // Only the example's socket paths: the repository itself (and so
+        // the environ app's path) may live under /tmp too.
+        let socks = format!("{}/uwsgi_", dir.display());
         for f in [
             "uwsgi.ini",
             "vassals.d/www.ini",
@@ -122,7 +124,7 @@ fn seed(root: &Path, name: &str, bin: Option<&Path>) -> Seed {
                 .filter(|l| !l.starts_with("http = 127.0.0.1:") || l.ends_with(&format!(":{port}")))
                 .collect::<Vec<_>>()
                 .join("\n")
-                .replace("/tmp/", &tmp);
+                .replace("/tmp/uwsgi_", &socks);
             std::fs::write(&p, text + "\n").expect("rewriting the example");
         }
         let server = match bin {
