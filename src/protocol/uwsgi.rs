@@ -15,6 +15,26 @@
 //! [`unavailable_modifier_log`] when none fits), the response (a raw HTTP
 //! response with no uwsgi header).
 
+/// Persistent connections between ruwsgi's own router and workers, an
+/// extension that uWSGI peers never see.
+///
+/// The uwsgi protocol ends each response by closing the connection. When
+/// ruwsgi's router opens a UNIX connection to a backend it attaches one
+/// descriptor (`SCM_RIGHTS`) to the first bytes it sends. A uWSGI worker
+/// reads with `read(2)`, so the kernel drops the descriptor and nothing
+/// changes. A ruwsgi worker sees it and may then keep the connection open
+/// after a response whose end the router can find on its own
+/// (`Content-Length`, or no body). It says so by adding this header to
+/// that response head; the router removes it before the client sees it.
+/// A response without it ends with a close, as before.
+///
+/// On a kept connection the router sends one request at a time, and only
+/// requests without a body. If the worker closed the idle connection in
+/// the meantime, the router's write fails (`EPIPE`), or its read does
+/// (`ECONNRESET`: the request was never read); either way it resends the
+/// request on a new connection.
+pub const KEEP_HEADER: &[u8] = b"X-Ruwsgi-Keep";
+
 /// Size of the packet header.
 pub const HEADER_LEN: usize = 4;
 

@@ -118,6 +118,9 @@ pub(crate) struct Conn {
     pub(crate) deadline: Option<Instant>,
     /// The deadline as registered in the gateway's timer set.
     pub(crate) armed: Option<Instant>,
+    /// The last backend connection, which its worker keeps open, with its
+    /// address: the next request to the same address goes on it.
+    kept: Option<(String, Stream)>,
 }
 
 impl Conn {
@@ -139,6 +142,7 @@ impl Conn {
             stage: Stage::Head,
             deadline: Some(deadline),
             armed: None,
+            kept: None,
         }
     }
 
@@ -302,6 +306,10 @@ impl Conn {
                 self.fail(status, "", Some(&key), sh)
             }
             ProxyStep::Finished { keep } => {
+                if keep {
+                    let name = p.backend_name().to_string();
+                    self.kept = p.take_kept().map(|stream| (name, stream));
+                }
                 let status = p.status;
                 self.finish(p.req, status, keep, sh)
             }

@@ -47,6 +47,14 @@ impl Stream {
         }
     }
 
+    /// The descriptor of a UNIX stream (`None` for TCP).
+    pub fn unix_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Stream::Unix(s) => Some(std::os::fd::AsRawFd::as_raw_fd(s)),
+            Stream::Tcp(_) => None,
+        }
+    }
+
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(self, token, Interest::READABLE | Interest::WRITABLE)
     }
@@ -113,8 +121,19 @@ const READ_CHUNK: usize = 64 * 1024;
 /// `stream` to `buf` (one call). The read goes through a stack buffer, so
 /// `buf` never grows by more than what arrived.
 pub fn read_some(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadOutcome {
+    read_some_noting_reset(stream, buf, max).0
+}
+
+/// [`read_some`], also saying whether a `Closed` was a reset
+/// (`ECONNRESET`) rather than an orderly end: on a UNIX socket that means
+/// the peer closed without reading what it had been sent.
+pub fn read_some_noting_reset(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> (ReadOutcome, bool) {
     if max == 0 {
-        return ReadOutcome::WouldBlock;
+        return (ReadOutcome::WouldBlock, false);
     }
     thread_local! {
         // Zeroed once: a fresh 64 KiB array per read costs a memset each.
@@ -135,10 +154,13 @@ pub fn read_some(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadOutc
         }
     });
     match result {
-        Ok(0) => ReadOutcome::Closed,
-        Ok(_) => ReadOutcome::Data,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-        Err(_) => ReadOutcome::Closed,
+        Ok(0) => (ReadOutcome::Closed, false),
+        Ok(_) => (ReadOutcome::Data, false),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => (ReadOutcome::WouldBlock, false),
+        Err(e) => (
+            ReadOutcome::Closed,
+            e.kind() == io::ErrorKind::ConnectionReset,
+        ),
     }
 }
 
@@ -180,11 +202,16 @@ impl Outbox {
 
     /// Writes what it can (one call).
     pub fn flush_to(&mut self, stream: &mut Stream) -> Flush {
+        self.flush_via(|bytes| stream.write(bytes))
+    }
+
+    /// Like [`Outbox::flush_to`], with `write` doing the one call.
+    pub fn flush_via(&mut self, mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> Flush {
         if self.is_empty() {
             return Flush::Idle;
         }
         let result = loop {
-            match stream.write(&self.buf[self.pos..]) {
+            match write(&self.buf[self.pos..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }

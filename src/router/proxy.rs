@@ -12,7 +12,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::body::SpoolReader;
-use super::io::{read_some, strerror, Flush, Outbox, ReadOutcome, Stream};
+use super::io::{read_some, read_some_noting_reset, strerror, Flush, Outbox, ReadOutcome, Stream};
 use super::reply::{parse_backend_head, BackendHead, Framing, HeadParse};
 use super::upstream::{Addr, Attempts, Pick, Target};
 use super::{log, Request, Shared};
@@ -122,6 +122,32 @@ pub(crate) struct Proxy {
     rbuf: Vec<u8>,
     /// Start of a chunk-size line not yet complete.
     chunk_carry: Vec<u8>,
+    /// The connection is kept from an earlier exchange: if it turns out
+    /// closed before any response byte, the request goes again on a new
+    /// one (see `protocol::uwsgi::KEEP_HEADER`).
+    reused: bool,
+    /// The first bytes on this new UNIX connection go with the marker.
+    marker_pending: bool,
+    /// This connection carries the marker: the worker may keep it.
+    marked: bool,
+    /// The response ended cleanly and the worker said it keeps the
+    /// connection.
+    backend_keeps: bool,
+    /// The backend sent bytes past the end of the response.
+    overrun: bool,
+}
+
+/// The descriptor the router attaches to the first bytes of a new uwsgi
+/// connection (any descriptor does; this one is created once per
+/// process). `None` when it cannot be created: connections are then not
+/// kept.
+fn marker_fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    static MARKER: std::sync::OnceLock<Option<std::os::fd::OwnedFd>> = std::sync::OnceLock::new();
+    MARKER
+        .get_or_init(|| crate::sys::socket::eventfd().ok())
+        .as_ref()
+        .map(AsRawFd::as_raw_fd)
 }
 
 impl Proxy {
@@ -157,7 +183,61 @@ impl Proxy {
             sent_continue,
             rbuf: Vec::new(),
             chunk_carry: Vec::new(),
+            reused: false,
+            marker_pending: false,
+            marked: false,
+            backend_keeps: false,
+            overrun: false,
         }
+    }
+
+    /// Sends the request on `stream`, a connection to `name` kept from
+    /// the previous exchange (still registered under this connection's
+    /// backend token). Only for requests without a body.
+    pub(crate) fn reuse(mut self, name: &str, stream: Stream) -> Proxy {
+        self.pick = Some(Pick::named(name));
+        self.backend = Some(stream);
+        self.connected = true;
+        self.reused = true;
+        self.marked = true;
+        self.to_backend.push(&self.request_bytes);
+        self
+    }
+
+    /// The backend connection, when the worker keeps it open and the
+    /// exchange ended cleanly: for the next request of the same client.
+    pub(crate) fn take_kept(&mut self) -> Option<Stream> {
+        let clean = self.backend_keeps
+            && !self.overrun
+            && self.body.is_done()
+            && !self.body_abandoned
+            && self.to_backend.is_empty();
+        if clean {
+            self.backend.take()
+        } else {
+            None
+        }
+    }
+
+    /// A kept connection failed before any response byte: the request was
+    /// never read, so it goes again on a new connection.
+    fn retry_fresh(&mut self, token: Token, sh: &mut Shared<'_>) -> ProxyStep {
+        self.backend = None;
+        self.connected = false;
+        self.reused = false;
+        self.marked = false;
+        self.marker_pending = false;
+        self.to_backend = Outbox::default();
+        self.resp = Resp::Head(Vec::new());
+        match self.connect_next(token, sh) {
+            Ok(()) => ProxyStep::Progress,
+            Err(status) => ProxyStep::Failed(status),
+        }
+    }
+
+    /// Nothing of the response came yet on a kept connection.
+    fn may_retry(&self) -> bool {
+        self.reused && matches!(&self.resp, Resp::Head(buf) if buf.is_empty())
     }
 
     /// The address being (or last) tried.
@@ -200,6 +280,7 @@ impl Proxy {
         progress |= self.feed_body(c);
         match self.flush_backend() {
             Flush::Progress => progress = true,
+            Flush::Broken if self.may_retry() => return self.retry_fresh(c.token, sh),
             Flush::Broken => {
                 // The backend will not read more; it may still answer.
                 self.body_abandoned = true;
@@ -253,6 +334,9 @@ impl Proxy {
                         self.connect_failed(&strerror(&e), sh);
                         continue;
                     }
+                    self.marked =
+                        self.kind == "uwsgi" && stream.unix_fd().is_some() && marker_fd().is_some();
+                    self.marker_pending = self.marked;
                     self.backend = Some(stream);
                     self.connected = false;
                     self.connect_started = Some(sh.now);
@@ -358,6 +442,20 @@ impl Proxy {
 
     fn flush_backend(&mut self) -> Flush {
         match self.backend.as_mut() {
+            Some(b) if self.connected && self.marker_pending => {
+                let (Some(fd), Some(marker)) = (b.unix_fd(), marker_fd()) else {
+                    self.marker_pending = false;
+                    self.marked = false;
+                    return self.to_backend.flush_to(b);
+                };
+                let flushed = self
+                    .to_backend
+                    .flush_via(|bytes| crate::sys::socket::send_with_fd(fd, bytes, marker));
+                if flushed == Flush::Progress {
+                    self.marker_pending = false;
+                }
+                flushed
+            }
             Some(b) if self.connected => self.to_backend.flush_to(b),
             _ => Flush::Idle,
         }

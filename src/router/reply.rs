@@ -28,6 +28,10 @@ pub struct BackendHead {
     /// A `Connection` header whose value is exactly `close`.
     pub connection_close: bool,
     pub has_connection: bool,
+    /// A ruwsgi worker will keep the connection open after this response
+    /// (`protocol::uwsgi::KEEP_HEADER`; meaningful only on a connection
+    /// the router marked).
+    pub keep: bool,
     /// The status line and the header lines, without line ends.
     pub status_line: Vec<u8>,
     pub lines: Vec<Vec<u8>>,
@@ -56,6 +60,7 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
     let mut chunked = false;
     let mut connection_close = false;
     let mut has_connection = false;
+    let mut keep = false;
     for h in response.headers.iter() {
         let value = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -77,6 +82,12 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
         } else if h.name.eq_ignore_ascii_case("connection") {
             has_connection = true;
             connection_close |= value.eq_ignore_ascii_case(b"close");
+        } else if h
+            .name
+            .as_bytes()
+            .eq_ignore_ascii_case(crate::protocol::uwsgi::KEEP_HEADER)
+        {
+            keep = true;
         }
     }
     let mut lines = buf[..head_len]
@@ -92,6 +103,7 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
         chunked,
         connection_close,
         has_connection,
+        keep,
         status_line,
         lines: lines.collect(),
     })
@@ -109,6 +121,12 @@ pub enum Framing {
 }
 
 impl BackendHead {
+    /// Takes out the worker's keep-alive line: it is for the router only.
+    pub fn remove_keep_line(&mut self) {
+        let name = crate::protocol::uwsgi::KEEP_HEADER;
+        self.lines.retain(|l| !header_named(l, name));
+    }
+
     pub fn is_interim(&self) -> bool {
         (100..200).contains(&self.status) && self.status != 101
     }

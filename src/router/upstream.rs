@@ -247,6 +247,16 @@ impl Pool {
         Some(Pick { name, node: None })
     }
 
+    /// The one node every request of the pool goes to (this instance's
+    /// socket 0, no fallback), so a kept connection to it may serve the
+    /// next request without skipping round-robin.
+    pub fn sticky_node(&self) -> Option<&str> {
+        match self.nodes.as_slice() {
+            [only] if !self.markable && self.fallback.is_empty() => Some(&only.name),
+            _ => None,
+        }
+    }
+
     /// Marks a node that refused; returns whether it was marked.
     pub fn mark_failed(&mut self, pick: &Pick, now: Instant) -> bool {
         match pick.node {

@@ -259,6 +259,108 @@ pub fn wait_io(
     Ok(n > 0)
 }
 
+/// A new eventfd (close-on-exec): a descriptor that refers to nothing in
+/// the file system, for passing as a marker over UNIX sockets.
+pub fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new
+    // descriptor nobody else owns.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned here only.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Room for the control message of [`recv_counting_fds`]: a few
+/// descriptors (a peer might send more than one).
+const FDS_PER_MESSAGE: usize = 4;
+
+/// One `sendmsg` of `data` on the connected UNIX socket `sock`, with a
+/// duplicate of `attach` passed alongside (`SCM_RIGHTS`). May send fewer
+/// bytes than given, like `send`; the descriptor goes with the first one.
+/// A peer that reads with plain `read(2)` never sees the descriptor: the
+/// kernel drops it.
+pub fn send_with_fd(sock: RawFd, data: &[u8], attach: RawFd) -> std::io::Result<usize> {
+    // SAFETY: the iovec points at `data` (read only by the kernel); the
+    // control buffer is a u64 array (aligned for cmsghdr) of at least
+    // CMSG_SPACE(size_of::<c_int>()) bytes, and the header and the one int
+    // written through CMSG_FIRSTHDR/CMSG_DATA lie inside it.
+    unsafe {
+        let mut control = [0u64; 8];
+        let space = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        debug_assert!(space <= std::mem::size_of_val(&control));
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), attach);
+        let n = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// One `recvmsg` into `buf` on a UNIX socket: the bytes read and how many
+/// descriptors came with them (`SCM_RIGHTS`). The descriptors are closed
+/// at once: only their presence matters to the caller.
+pub fn recv_counting_fds(sock: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, usize)> {
+    // SAFETY: the iovec points at `buf`, which the kernel fills up to its
+    // length; the control buffer is u64-aligned and `msg_controllen` is its
+    // size. Headers are walked with CMSG_FIRSTHDR/CMSG_NXTHDR, which stay
+    // inside the `msg_controllen` the kernel reports, and each descriptor
+    // is read unaligned from inside its header's CMSG_LEN. The received
+    // descriptors are new (MSG_CMSG_CLOEXEC) and ours to close.
+    unsafe {
+        let mut control = [0u64; 8];
+        debug_assert!(
+            libc::CMSG_SPACE((FDS_PER_MESSAGE * std::mem::size_of::<libc::c_int>()) as u32)
+                as usize
+                <= std::mem::size_of_val(&control)
+        );
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut fds = 0;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    libc::close(std::ptr::read_unaligned(data.add(i)));
+                }
+                fds += count;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok((n as usize, fds))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

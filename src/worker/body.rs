@@ -20,6 +20,12 @@ pub(crate) struct Wire {
     pub(crate) stream: Stream,
     buf: Vec<u8>,
     start: usize,
+    /// The first read looks for the router's descriptor marker
+    /// (`protocol::uwsgi::KEEP_HEADER`).
+    watch_marker: bool,
+    /// The marker came: the peer is ruwsgi's router and the connection
+    /// may carry more requests.
+    pub(crate) marked: bool,
 }
 
 impl Wire {
@@ -28,7 +34,17 @@ impl Wire {
             stream,
             buf: Vec::new(),
             start: 0,
+            watch_marker: false,
+            marked: false,
         }
+    }
+
+    /// A new connection on a UNIX uwsgi socket, whose first bytes may
+    /// carry ruwsgi's router marker.
+    pub(crate) fn watching_marker(stream: Stream) -> Wire {
+        let mut wire = Wire::new(stream);
+        wire.watch_marker = wire.stream.is_unix();
+        wire
     }
 
     /// Buffered, unconsumed bytes.
@@ -56,7 +72,21 @@ impl Wire {
     /// Reads more bytes after the buffered ones; `Ok(0)` at end of stream.
     /// Never buffers more than `cap` bytes in total.
     pub(crate) fn fill(&mut self, cap: usize) -> io::Result<usize> {
-        self.fill_with(cap, Stream::read)
+        if !self.watch_marker {
+            return self.fill_with(cap, Stream::read);
+        }
+        let mut marked = false;
+        let r = self.fill_with(cap, |stream, buf| {
+            stream.read_marked(buf).map(|(n, m)| {
+                marked = m;
+                n
+            })
+        });
+        if r.is_ok() {
+            self.watch_marker = false;
+            self.marked = marked;
+        }
+        r
     }
 
     /// [`Wire::fill`] without waiting: `WouldBlock` when nothing arrived.

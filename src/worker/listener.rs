@@ -134,6 +134,20 @@ impl Stream {
         self.fd()
     }
 
+    pub(crate) fn is_unix(&self) -> bool {
+        matches!(self.kind, Kind::Unix(_))
+    }
+
+    /// A read (waiting as [`Read::read`] does) that also tells whether
+    /// descriptors came with the bytes: ruwsgi's router marks its
+    /// connections so (see `protocol::uwsgi::KEEP_HEADER`).
+    pub(crate) fn read_marked(&mut self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        let fd = self.fd();
+        self.ready(false, |_| {
+            crate::sys::socket::recv_counting_fds(fd, buf).map(|(n, fds)| (n, fds > 0))
+        })
+    }
+
     /// One read that never waits: `WouldBlock` when nothing has arrived.
     pub(crate) fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

@@ -400,16 +400,20 @@ fn serve_conn(
     let keep_going = || process.control.stop() == Stop::Run && !check_recycle(process);
     let before = process.requests.load(Ordering::Relaxed);
     let kept = match (listener.proto, incoming) {
-        (SocketProto::Uwsgi, Incoming::New(conn)) => {
-            uwsgi_conn::serve(&env, conn);
-            None
-        }
+        (SocketProto::Uwsgi, Incoming::New(conn)) => uwsgi_conn::serve(&env, conn, &keep_going),
         (SocketProto::Http, Incoming::New(conn)) => http_conn::serve(&env, conn, &keep_going),
-        (_, Incoming::Parked(wire, peer)) => match http_conn::resume(&env, wire, peer, &keep_going)
-        {
-            http_conn::Resumed::Park(w) => Some(w),
-            http_conn::Resumed::Closed => None,
-        },
+        (SocketProto::Uwsgi, Incoming::Parked(wire, _)) => {
+            match uwsgi_conn::resume(&env, wire, &keep_going) {
+                http_conn::Resumed::Park(w) => Some(w),
+                http_conn::Resumed::Closed => None,
+            }
+        }
+        (SocketProto::Http, Incoming::Parked(wire, peer)) => {
+            match http_conn::resume(&env, wire, peer, &keep_going) {
+                http_conn::Resumed::Park(w) => Some(w),
+                http_conn::Resumed::Closed => None,
+            }
+        }
     };
     // A connection that carried no request (a probe) recycles nothing.
     if process.requests.load(Ordering::Relaxed) != before {

@@ -4,7 +4,9 @@
 //! and logs uWSGI's one line when the client fails.
 //!
 //! Framing: on a uwsgi socket the response goes out as the app made it and
-//! the connection closes. On an HTTP socket with a keep-alive request, a
+//! the connection closes, unless ruwsgi's router marked the connection
+//! and the response is length-delimited (then the head says so with
+//! `protocol::uwsgi::KEEP_HEADER` and the connection stays). On an HTTP socket with a keep-alive request, a
 //! response without `Content-Length` is sent chunked (HTTP/1.1), a body is
 //! never sent for `HEAD`, 1xx, 204 or 304, and anything else closes the
 //! connection (with `Connection: close` added when the client hoped
@@ -21,8 +23,15 @@ use crate::python::Exchange;
 /// The connection's protocol, as far as response framing goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proto {
-    /// uwsgi socket: raw response, close.
-    Uwsgi,
+    /// uwsgi socket: raw response, close (see [`Reply::frame`] for
+    /// `keep`).
+    Uwsgi {
+        /// ruwsgi's router marked the connection: a length-delimited
+        /// response may leave it open.
+        keep: bool,
+        /// `HEAD`: no body bytes go out when the connection stays.
+        head: bool,
+    },
     /// HTTP socket.
     Http {
         /// The request allows another one on this connection.
@@ -166,12 +175,15 @@ impl Reply {
 
     /// Picks the framing and adjusts the headers (HTTP keep-alive only).
     fn frame(&mut self, code: u16, headers: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        let Proto::Http {
-            keep_alive, head, ..
-        } = self.proto
-        else {
-            self.framing = Framing::Raw;
-            return;
+        let (keep_alive, head) = match self.proto {
+            Proto::Http {
+                keep_alive, head, ..
+            } => (keep_alive, head),
+            Proto::Uwsgi { keep: true, head } => return self.frame_kept_uwsgi(code, head, headers),
+            Proto::Uwsgi { keep: false, .. } => {
+                self.framing = Framing::Raw;
+                return;
+            }
         };
         let length = headers
             .iter()
@@ -201,6 +213,36 @@ impl Reply {
         } else if self.reusable && self.protocol != b"HTTP/1.1" && !has_connection {
             // An HTTP/1.0 client keeps the connection only when told so.
             headers.push((b"Connection".to_vec(), b"keep-alive".to_vec()));
+        }
+    }
+
+    /// A uwsgi connection ruwsgi's router marked: when the router can find
+    /// the end of the response by itself (`Content-Length`, or no body),
+    /// the head tells it the connection stays; otherwise the response is
+    /// raw and ends with the close, as on any uwsgi connection.
+    fn frame_kept_uwsgi(&mut self, code: u16, head: bool, headers: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let keep_name = std::str::from_utf8(crate::protocol::uwsgi::KEEP_HEADER).unwrap_or("");
+        // Only the worker may say it (an app's copy would mislead the router).
+        headers.retain(|(k, _)| !header_is(k, keep_name));
+        let length = headers
+            .iter()
+            .find(|(k, _)| header_is(k, "content-length"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        let app_close = headers
+            .iter()
+            .any(|(k, v)| header_is(k, "connection") && v.eq_ignore_ascii_case(b"close"));
+        let app_te = headers
+            .iter()
+            .any(|(k, _)| header_is(k, "transfer-encoding"));
+        let no_body = head || code < 200 || code == 204 || code == 304;
+        self.framing = match length {
+            _ if no_body => Framing::NoBody,
+            Some(n) if !app_te => Framing::Length(n),
+            _ => Framing::Raw,
+        };
+        self.reusable = !app_close && self.framing != Framing::Raw;
+        if self.reusable {
+            headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), b"1".to_vec()));
         }
     }
 

@@ -1,5 +1,7 @@
 //! A connection on a uwsgi socket: one packet, one response, close
-//! (spec `routing-and-protocol.md` §1).
+//! (spec `routing-and-protocol.md` §1). A connection ruwsgi's own router
+//! marked stays open after a length-delimited response and is parked like
+//! a keep-alive HTTP connection (see `protocol::uwsgi::KEEP_HEADER`).
 //!
 //! The packet is checked as it arrives (`buffer-size`, `max-vars`); a bad
 //! one closes the connection with nothing written and uWSGI's log line,
@@ -15,7 +17,7 @@ use std::time::{Instant, SystemTime};
 use super::body::{Body, Wire};
 use super::listener::Conn;
 use super::reply::{strerror, Proto, Reply, Who};
-use super::{log, reqlog, static_files, Env};
+use super::{log, reqlog, static_files, Env, MAX_DRAIN};
 use crate::protocol::uwsgi::{self, Limits, Packet, PacketError, Status, EMPTY_PYTHON_REQUEST_LOG};
 
 /// Why no request came out of the connection.
@@ -72,10 +74,49 @@ fn log_refused(env: &Env<'_>, line: &str) {
     log(&format!("{line} [socket {}]", env.listener.name));
 }
 
-pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
+/// Serves a new connection; returns it when it may carry another request
+/// (the caller parks it).
+pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) -> Option<Wire> {
+    serve_wire(env, Wire::watching_marker(conn.stream), keep_going)
+}
+
+/// A parked (kept) connection turned readable: serves what it sent, or
+/// finds it closed, or finds nothing yet (readiness is only a hint).
+pub(crate) fn resume(
+    env: &Env<'_>,
+    mut wire: Wire,
+    keep_going: &dyn Fn() -> bool,
+) -> super::http_conn::Resumed {
+    use super::http_conn::Resumed;
+    if wire.buffered().is_empty() {
+        match wire.fill_now(env.config.buffer_size.max(1)) {
+            Ok(0) => return Resumed::Closed,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
+            Err(_) => return Resumed::Closed,
+        }
+    }
+    match serve_wire(env, wire, keep_going) {
+        Some(w) => Resumed::Park(w),
+        None => Resumed::Closed,
+    }
+}
+
+/// Requests one after the other while the connection is kept and more
+/// bytes are already buffered.
+fn serve_wire(env: &Env<'_>, mut wire: Wire, keep_going: &dyn Fn() -> bool) -> Option<Wire> {
+    loop {
+        wire = serve_one(env, wire).filter(|_| keep_going())?;
+        if wire.buffered().is_empty() {
+            return Some(wire);
+        }
+    }
+}
+
+/// One packet and its response; the connection back when it stays open.
+fn serve_one(env: &Env<'_>, mut wire: Wire) -> Option<Wire> {
     let started = Instant::now();
     let wall = SystemTime::now();
-    let mut wire = Wire::new(conn.stream);
     let limits = Limits {
         buffer_size: env.config.buffer_size,
         max_vars: env.config.max_vars,
@@ -86,7 +127,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
             if let Some(line) = line {
                 log_refused(env, &line);
             }
-            return;
+            return None;
         }
         Err(ReadFailure::Bad(e)) => {
             log_refused(env, &e.log_line());
@@ -104,7 +145,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
                     ..reqlog::Entry::default()
                 });
             }
-            return;
+            return None;
         }
     };
     let parsed = Packet::parse(&packet);
@@ -113,7 +154,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
             env,
             &uwsgi::unavailable_modifier_log(parsed.header.modifier1),
         );
-        return;
+        return None;
     }
     let vars: Vec<(&[u8], &[u8])> = parsed.vars().collect();
     let first = |key: &[u8]| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
@@ -139,7 +180,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         entry.total = env.request_done();
         entry.elapsed = started.elapsed();
         env.log_request(&entry);
-        return;
+        return None;
     }
     let length = var(&vars, b"CONTENT_LENGTH").map_or(0, uwsgi::content_length);
     let who = Who {
@@ -147,13 +188,11 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
         uri: String::from_utf8_lossy(uri).into_owned(),
         addr: String::from_utf8_lossy(remote_addr).into_owned(),
     };
-    let mut reply = Reply::new(
-        wire,
-        Body::length(length),
-        Proto::Uwsgi,
-        protocol.to_vec(),
-        who,
-    );
+    let proto = Proto::Uwsgi {
+        keep: wire.marked,
+        head: method == b"HEAD",
+    };
+    let mut reply = Reply::new(wire, Body::length(length), proto, protocol.to_vec(), who);
     env.request_started();
     let do_log;
     let extra = match super::route::request(env, &vars, &mut reply) {
@@ -169,7 +208,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
             if log {
                 env.log_request(&entry);
             }
-            return;
+            return None;
         }
     };
     let vars: Vec<(&[u8], &[u8])> = vars
@@ -190,6 +229,7 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
     let buffered = found.is_some()
         || env.config.post_buffering == 0
         || reply.buffer_body(env.config.post_buffering).is_ok();
+    let mut complete = true;
     let reply = match found {
         Some(found) => {
             super::http_conn::serve_static(
@@ -199,23 +239,31 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn) {
             );
             Some(reply)
         }
-        None if !buffered => Some(reply),
+        None if !buffered => {
+            complete = false;
+            Some(reply)
+        }
         None => {
             let (outcome, back) = crate::python::handle(env.apps, &vars, env.config.threads, reply);
             entry.app = outcome.app_id.map(|id| (id, outcome.app_requests));
+            complete = outcome.complete;
             back
         }
     };
+    let mut kept = None;
     if let Some(mut reply) = reply {
-        reply.finish();
+        let reusable = complete && reply.finish();
         entry.stats = std::mem::take(&mut reply.stats);
-        // Closing sends the FIN (no separate shutdown call), before the
-        // log line is written.
-        drop(reply);
+        if reusable && reply.skip_body(MAX_DRAIN) {
+            kept = Some(reply.wire);
+        }
+        // Otherwise closing sends the FIN (no separate shutdown call),
+        // before the log line is written.
     }
     entry.total = env.request_done();
     entry.elapsed = started.elapsed();
     if do_log {
         env.log_request(&entry);
     }
+    kept
 }

@@ -7,6 +7,7 @@ mod config_errors;
 mod emperor;
 mod emperor_interop;
 mod emperor_reload;
+mod keep;
 mod multisite;
 mod procfile;
 mod router;

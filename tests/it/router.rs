@@ -4,7 +4,7 @@
 //! §9 that apply to the router, with ruwsgi's decisions (HTTP errors,
 //! keep-alive, pipelining, de-chunked uploads).
 
-mod support;
+pub(crate) mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -216,15 +216,28 @@ impl Conn {
             }
         };
         self.deadline = Some(sh.now + sh.cfg.connect_timeout);
+        // A kept backend connection serves the next request to the same
+        // address when that request has no body (a failure before the
+        // response can then be retried safely); otherwise it is closed.
+        let kept = self.kept.take().filter(|(name, _)| {
+            matches!(body, BodyIn::None)
+                && matches!(proto, Proto::Uwsgi { .. })
+                && match &target {
+                    Target::Fixed(t) => t == name,
+                    Target::Pool => sh.pool.sticky_node() == Some(name.as_str()),
+                }
+        });
         let body = match body {
             // Upgrades and raw mode: only after the 101 (or as it comes).
             BodyIn::Raw if !sh.cfg.raw_body => BodyIn::None,
             other => other,
         };
-        (
-            Stage::Proxy(Box::new(Proxy::new(req, target, bytes, body, kind))),
-            Step::Progress,
-        )
+        let proxy = Proxy::new(req, target, bytes, body, kind);
+        let proxy = match kept {
+            Some((name, stream)) => proxy.reuse(&name, stream),
+            None => proxy,
+        };
+        (Stage::Proxy(Box::new(proxy)), Step::Progress)
     }
 
     pub(super) fn step_spool(

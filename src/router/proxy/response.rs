@@ -17,15 +17,18 @@ impl Proxy {
             return ProxyStep::Idle;
         };
         self.rbuf.clear();
-        match read_some(backend, &mut self.rbuf, sh.cfg.buffer_size) {
-            ReadOutcome::WouldBlock => ProxyStep::Idle,
-            ReadOutcome::Data => {
+        match read_some_noting_reset(backend, &mut self.rbuf, sh.cfg.buffer_size) {
+            (ReadOutcome::WouldBlock, _) => ProxyStep::Idle,
+            (ReadOutcome::Data, _) => {
                 let data = std::mem::take(&mut self.rbuf);
                 let step = self.absorb(&data, c, sh);
                 self.rbuf = data;
                 step
             }
-            ReadOutcome::Closed => self.backend_closed(c),
+            // The worker closed the kept connection without reading the
+            // request: it goes again on a new one.
+            (ReadOutcome::Closed, true) if self.may_retry() => self.retry_fresh(c.token, sh),
+            (ReadOutcome::Closed, _) => self.backend_closed(c),
         }
     }
 
@@ -81,7 +84,7 @@ impl Proxy {
                 self.resp = Resp::Done;
                 return ProxyStep::Upgrade;
             }
-            return self.start_body(&head, rest, c, sh);
+            return self.start_body(head, rest, c, sh);
         }
     }
 
@@ -89,11 +92,15 @@ impl Proxy {
     /// body bytes that came with it.
     fn start_body(
         &mut self,
-        head: &BackendHead,
+        mut head: BackendHead,
         rest: Vec<u8>,
         c: &mut ClientSide<'_>,
         sh: &mut Shared<'_>,
     ) -> ProxyStep {
+        let worker_keeps = self.marked && head.keep;
+        if worker_keeps {
+            head.remove_keep_line();
+        }
         let ops = super::super::conn::response_ops(&self.req, head.status, sh);
         let framing = head.framing(self.req.head_method);
         let client_keeps = self.req.keep_alive && head.http11 && !head.connection_close;
@@ -120,9 +127,12 @@ impl Proxy {
         match out {
             None => {
                 self.resp = Resp::Done;
+                self.overrun = !rest.is_empty();
+                self.backend_keeps = worker_keeps;
                 ProxyStep::Finished { keep: self.keep() }
             }
             Some(body) => {
+                self.backend_keeps = worker_keeps;
                 self.resp = Resp::Body(body);
                 if rest.is_empty() {
                     ProxyStep::Progress
@@ -144,6 +154,7 @@ impl Proxy {
                     .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 c.out.push(&data[..n]);
                 *remaining -= n as u64;
+                self.overrun |= n < data.len();
                 *remaining == 0
             }
             BodyOut::UntilClose => {
@@ -184,6 +195,7 @@ impl Proxy {
                 match ended {
                     Some(end) => {
                         c.out.push(&input[..end]);
+                        self.overrun |= end < input.len();
                         true
                     }
                     None => {
@@ -208,6 +220,7 @@ impl Proxy {
     }
 
     fn backend_closed(&mut self, c: &mut ClientSide<'_>) -> ProxyStep {
+        self.backend_keeps = false;
         match &self.resp {
             Resp::Head(buf) if buf.is_empty() => {
                 self.session_log("closed the connection without a response");
@@ -233,6 +246,7 @@ impl Proxy {
     }
 
     fn bad_response(&mut self, why: &str) -> ProxyStep {
+        self.backend_keeps = false;
         self.session_log(&format!("sent an invalid response: {why}"));
         self.resp = Resp::Done;
         if self.response_started {
