@@ -118,9 +118,19 @@ pub(crate) struct Conn {
     pub(crate) deadline: Option<Instant>,
     /// The deadline as registered in the gateway's timer set.
     pub(crate) armed: Option<Instant>,
-    /// The last backend connection, which its worker keeps open, with its
-    /// address: the next request to the same address goes on it.
-    kept: Option<(String, Stream)>,
+    /// The last backend connection, which its worker keeps open: the next
+    /// request to the same address goes on it.
+    kept: Option<Kept>,
+}
+
+/// A backend connection a ruwsgi worker keeps open between requests.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The address it was opened to.
+    pub name: String,
+    pub stream: Stream,
+    /// The worker thread behind it, as it names itself.
+    pub worker: Box<[u8]>,
 }
 
 impl Conn {
@@ -307,8 +317,7 @@ impl Conn {
             }
             ProxyStep::Finished { keep } => {
                 if keep {
-                    let name = p.backend_name().to_string();
-                    self.kept = p.take_kept().map(|stream| (name, stream));
+                    self.kept = p.take_kept();
                 }
                 let status = p.status;
                 self.finish(p.req, status, keep, sh)

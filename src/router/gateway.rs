@@ -138,6 +138,7 @@ struct Gateway<'a> {
     timers: BTreeSet<(Instant, usize)>,
     ready: VecDeque<usize>,
     pool: Pool,
+    loads: super::kept::SharedLoads,
     server_name: Vec<u8>,
     /// This process's pid, for `${pid}`-style routing vars.
     pid: u32,
@@ -196,6 +197,7 @@ impl<'a> Gateway<'a> {
                 &cfg.fallback,
                 cfg.gracetime,
             ),
+            loads: Default::default(),
             server_name: host_name(),
             pid: std::process::id(),
             server_ports,
@@ -345,6 +347,7 @@ impl<'a> Gateway<'a> {
                 cfg: self.cfg,
                 registry: self.poll.registry(),
                 pool: &mut self.pool,
+                loads: &self.loads,
                 server_name: &self.server_name,
                 pid: self.pid,
                 server_ports: &self.server_ports,

@@ -28,6 +28,7 @@ mod body;
 mod conn;
 mod gateway;
 mod io;
+mod kept;
 mod local;
 mod proxy;
 mod reply;
@@ -64,6 +65,8 @@ pub(crate) struct Shared<'a> {
     pub cfg: &'a RouterConfig,
     pub registry: &'a Registry,
     pub pool: &'a mut Pool,
+    /// The workers behind kept backend connections.
+    pub loads: &'a kept::SharedLoads,
     /// `SERVER_NAME`: the machine's host name.
     pub server_name: &'a [u8],
     /// The router's pid (read once: routing contexts want it per request).

@@ -135,6 +135,10 @@ pub(crate) struct Proxy {
     backend_keeps: bool,
     /// The backend sent bytes past the end of the response.
     overrun: bool,
+    /// The worker thread that keeps the connection, as it names itself.
+    worker: Option<Box<[u8]>>,
+    /// Counts this request against that worker while it waits.
+    waiting: Option<super::kept::Waiting>,
 }
 
 /// The descriptor the router attaches to the first bytes of a new uwsgi
@@ -188,14 +192,23 @@ impl Proxy {
             marked: false,
             backend_keeps: false,
             overrun: false,
+            worker: None,
+            waiting: None,
         }
     }
 
     /// Sends the request on `stream`, a connection to `name` kept from
-    /// the previous exchange (still registered under this connection's
-    /// backend token). Only for requests without a body.
-    pub(crate) fn reuse(mut self, name: &str, stream: Stream) -> Proxy {
-        self.pick = Some(Pick::named(name));
+    /// the previous exchange by `worker` (still registered under this
+    /// connection's backend token). Only for requests without a body.
+    pub(crate) fn reuse(mut self, kept: super::conn::Kept, sh: &Shared<'_>) -> Proxy {
+        let super::conn::Kept {
+            name,
+            stream,
+            worker,
+        } = kept;
+        self.waiting = Some(super::kept::Waiting::start(sh.loads, &worker, sh.now));
+        self.worker = Some(worker);
+        self.pick = Some(Pick::named(&name));
         self.backend = Some(stream);
         self.connected = true;
         self.reused = true;
@@ -206,17 +219,20 @@ impl Proxy {
 
     /// The backend connection, when the worker keeps it open and the
     /// exchange ended cleanly: for the next request of the same client.
-    pub(crate) fn take_kept(&mut self) -> Option<Stream> {
+    pub(crate) fn take_kept(&mut self) -> Option<super::conn::Kept> {
         let clean = self.backend_keeps
             && !self.overrun
             && self.body.is_done()
             && !self.body_abandoned
             && self.to_backend.is_empty();
-        if clean {
-            self.backend.take()
-        } else {
-            None
+        if !clean {
+            return None;
         }
+        Some(super::conn::Kept {
+            name: self.backend_name().to_string(),
+            stream: self.backend.take()?,
+            worker: self.worker.take()?,
+        })
     }
 
     /// A kept connection failed before any response byte: the request was
@@ -229,6 +245,8 @@ impl Proxy {
         self.marker_pending = false;
         self.to_backend = Outbox::default();
         self.resp = Resp::Head(Vec::new());
+        self.waiting = None;
+        self.worker = None;
         match self.connect_next(token, sh) {
             Ok(()) => ProxyStep::Progress,
             Err(status) => ProxyStep::Failed(status),

@@ -100,6 +100,8 @@ pub(crate) struct Reply {
     spool: Option<Spool>,
     /// Header edits from the worker's routing rules (`addheader`, ...).
     pub(crate) header_ops: Vec<crate::routing::HeaderOp>,
+    /// This worker thread's name in the keep header (`pid-core`).
+    pub(crate) keep_name: Vec<u8>,
 }
 
 /// `std::io::Error`'s text without the " (os error N)" tail, as strerror.
@@ -134,6 +136,7 @@ impl Reply {
             reusable: false,
             spool: None,
             header_ops: Vec::new(),
+            keep_name: Vec::new(),
         }
     }
 
@@ -221,9 +224,9 @@ impl Reply {
     /// the head tells it the connection stays; otherwise the response is
     /// raw and ends with the close, as on any uwsgi connection.
     fn frame_kept_uwsgi(&mut self, code: u16, head: bool, headers: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        let keep_name = std::str::from_utf8(crate::protocol::uwsgi::KEEP_HEADER).unwrap_or("");
+        let keep = std::str::from_utf8(crate::protocol::uwsgi::KEEP_HEADER).unwrap_or("");
         // Only the worker may say it (an app's copy would mislead the router).
-        headers.retain(|(k, _)| !header_is(k, keep_name));
+        headers.retain(|(k, _)| !header_is(k, keep));
         let length = headers
             .iter()
             .find(|(k, _)| header_is(k, "content-length"))
@@ -242,7 +245,8 @@ impl Reply {
         };
         self.reusable = !app_close && self.framing != Framing::Raw;
         if self.reusable {
-            headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), b"1".to_vec()));
+            let name = std::mem::take(&mut self.keep_name);
+            headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), name));
         }
     }
 

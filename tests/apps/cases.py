@@ -19,6 +19,7 @@
 /sleep         sleeps QUERY_STRING seconds (default 1)
 /big           streams 64 MiB in 1 MiB chunks (client disconnect tests)
 /ids           "UID GID" of the process running the app
+/pid           the pid of the process running the app
 /seek          reads the body, seeks back to 0 and reads it again
 /getenv        os.environ[QUERY_STRING], or "-" when unset
 """
@@ -126,6 +127,9 @@ def application(environ, start_response):
     if path == "/big":
         start_response("200 OK", text)
         return (b"x" * (1 << 20) for _ in range(64))
+    if path == "/pid":
+        start_response("200 OK", text)
+        return [b"%d" % os.getpid()]
     if path == "/ids":
         start_response("200 OK", text)
         return [b"%d %d" % (os.getuid(), os.getgid())]

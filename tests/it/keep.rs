@@ -140,6 +140,9 @@ fn worker_keeps_only_marked_connections_with_delimited_responses() {
     let path = Path::new(&sock);
     assert!(wait_unix(path, READY), "{}", server.tail());
 
+    // The worker thread names itself: its pid and thread index.
+    let worker = worker_pids(&server.log(), 1)[0];
+    let name = format!("{worker}-0");
     // Marked: three requests on one connection, HEAD without body bytes.
     let mut conn = marked(path, &get("/bytes", "GET"));
     for (i, method) in ["GET", "GET", "HEAD", "GET"].iter().enumerate() {
@@ -149,7 +152,12 @@ fn worker_keeps_only_marked_connections_with_delimited_responses() {
         }
         let r = read_response(&mut conn, *method == "HEAD");
         assert!(r.head.starts_with("HTTP/1.1 200"), "{}", r.head);
-        assert_eq!(r.header(KEEP), Some("1"), "request {i}: {}", r.head);
+        assert_eq!(
+            r.header(KEEP),
+            Some(name.as_str()),
+            "request {i}: {}",
+            r.head
+        );
         assert_eq!(r.header("Content-Length"), Some("11"), "{}", r.head);
         let want: &[u8] = if *method == "HEAD" {
             b""
@@ -265,7 +273,7 @@ fn serve_kept(mut stream: UnixStream, id: usize, tx: &mpsc::Sender<Seen>) {
         let keep = if after == After::Close {
             String::new()
         } else {
-            format!("{KEEP}: 1\r\n")
+            format!("{KEEP}: backend-{id}\r\n")
         };
         let reply = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{keep}\r\n{body}",
@@ -420,4 +428,64 @@ fn routed_requests_share_a_vassal_connection_until_its_idle_timeout() {
     // Every request reached the app once (the log line follows the reply).
     vassal.wait_lines("[pid: ", 21, READY);
     assert_eq!(vassal.count("[pid: "), 21, "{}", vassal.tail());
+}
+
+#[test]
+fn a_worker_busy_with_a_slow_request_does_not_hold_up_the_next_client() {
+    let dir = TempDir::new();
+    let sock = sock_path(dir.path(), "vassal.sock");
+    let app = repo_root().join("tests/apps/cases.py");
+    let mut vassal = spawn_ours(
+        dir.path(),
+        &[
+            "--master",
+            "--processes",
+            "2",
+            "--socket",
+            &sock,
+            "--wsgi-file",
+            &app.display().to_string(),
+        ],
+    );
+    vassal.wait_line("spawned uWSGI worker 2 (", READY);
+    assert!(wait_unix(Path::new(&sock), READY), "{}", vassal.tail());
+    let router = Router::start(dir.path(), &[], Some(Path::new(&sock)));
+    let pid_of = |client: &mut Client| {
+        client.send(&http_get("/pid"));
+        let r = client.response(false).expect("a response");
+        assert_eq!(r.status, 200, "{}", r.head);
+        String::from_utf8_lossy(&r.body).into_owned()
+    };
+    // Clients until two have kept connections to the same worker.
+    let mut clients: Vec<(Client, String)> = Vec::new();
+    let (a, b) = loop {
+        assert!(
+            clients.len() < 16,
+            "every client landed on a different worker?"
+        );
+        let mut c = Client::connect(router.addr);
+        let pid = pid_of(&mut c);
+        if let Some(i) = clients.iter().position(|(_, p)| *p == pid) {
+            break (clients.swap_remove(i), (c, pid));
+        }
+        clients.push((c, pid));
+    };
+    let ((mut slow, busy), (mut next, _)) = (a, b);
+    // The first client's request keeps that worker busy for 2 s.
+    slow.send(&http_get("/sleep?2"));
+    thread::sleep(ruwsgi_stuck_after() * 5);
+    // The second client's request is not queued behind it.
+    let started = std::time::Instant::now();
+    let other = pid_of(&mut next);
+    let waited = started.elapsed();
+    assert_ne!(other, busy, "served by the busy worker after {waited:?}");
+    assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    let r = slow.response(false).expect("the slow response");
+    assert_eq!(r.body, b"slept");
+}
+
+/// The router's patience with a busy worker before it stops reusing the
+/// connections it keeps (`router::kept::STUCK_AFTER`).
+fn ruwsgi_stuck_after() -> Duration {
+    Duration::from_millis(20)
 }

@@ -218,14 +218,16 @@ impl Conn {
         self.deadline = Some(sh.now + sh.cfg.connect_timeout);
         // A kept backend connection serves the next request to the same
         // address when that request has no body (a failure before the
-        // response can then be retried safely); otherwise it is closed.
-        let kept = self.kept.take().filter(|(name, _)| {
+        // response can then be retried safely) and its worker is not stuck
+        // on a slow request; otherwise it is closed.
+        let kept = self.kept.take().filter(|k| {
             matches!(body, BodyIn::None)
                 && matches!(proto, Proto::Uwsgi { .. })
                 && match &target {
-                    Target::Fixed(t) => t == name,
-                    Target::Pool => sh.pool.sticky_node() == Some(name.as_str()),
+                    Target::Fixed(t) => *t == k.name,
+                    Target::Pool => sh.pool.sticky_node() == Some(k.name.as_str()),
                 }
+                && !sh.loads.borrow().stuck(&k.worker, sh.now)
         });
         let body = match body {
             // Upgrades and raw mode: only after the 101 (or as it comes).
@@ -234,7 +236,7 @@ impl Conn {
         };
         let proxy = Proxy::new(req, target, bytes, body, kind);
         let proxy = match kept {
-            Some((name, stream)) => proxy.reuse(&name, stream),
+            Some(kept) => proxy.reuse(kept, sh),
             None => proxy,
         };
         (Stage::Proxy(Box::new(proxy)), Step::Progress)

@@ -23,6 +23,11 @@ impl Proxy {
                 let data = std::mem::take(&mut self.rbuf);
                 let step = self.absorb(&data, c, sh);
                 self.rbuf = data;
+                if let (ProxyStep::Finished { .. }, true, Some(w)) =
+                    (&step, self.backend_keeps, &self.worker)
+                {
+                    sh.loads.borrow_mut().done(w, sh.now);
+                }
                 step
             }
             // The worker closed the kept connection without reading the
@@ -97,9 +102,10 @@ impl Proxy {
         c: &mut ClientSide<'_>,
         sh: &mut Shared<'_>,
     ) -> ProxyStep {
-        let worker_keeps = self.marked && head.keep;
+        let worker_keeps = self.marked && head.keep.is_some();
         if worker_keeps {
             head.remove_keep_line();
+            self.worker = head.keep.take().map(Vec::into_boxed_slice);
         }
         let ops = super::super::conn::response_ops(&self.req, head.status, sh);
         let framing = head.framing(self.req.head_method);
