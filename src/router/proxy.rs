@@ -122,23 +122,37 @@ pub(crate) struct Proxy {
     rbuf: Vec<u8>,
     /// Start of a chunk-size line not yet complete.
     chunk_carry: Vec<u8>,
-    /// The connection is kept from an earlier exchange: if it turns out
-    /// closed before any response byte, the request goes again on a new
-    /// one (see `protocol::uwsgi::KEEP_HEADER`).
-    reused: bool,
-    /// The first bytes on this new UNIX connection go with the marker.
-    marker_pending: bool,
-    /// This connection carries the marker: the worker may keep it.
-    marked: bool,
-    /// The response ended cleanly and the worker said it keeps the
-    /// connection.
-    backend_keeps: bool,
+    /// Whether the backend may keep this connection for the next request.
+    keeping: Keeping,
+}
+
+/// The backend connection's marker (see `protocol::uwsgi::KEEP_HEADER`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Not marked (TCP, `http:`, no marker descriptor): closed after.
+    #[default]
+    None,
+    /// New; its first bytes go with the marker.
+    Pending,
+    Sent,
+    /// Kept from an earlier exchange: if it turns out closed before any
+    /// response byte, the request goes again on a new connection.
+    Reused,
+}
+
+/// One exchange's state as far as keeping its backend connection goes.
+#[derive(Debug, Default)]
+struct Keeping {
+    mark: Mark,
+    /// The worker thread that said it keeps the connection, by its name.
+    worker: Option<Box<[u8]>>,
+    /// The response ended cleanly after the worker said so.
+    keeps: bool,
     /// The backend sent bytes past the end of the response.
     overrun: bool,
-    /// The worker thread that keeps the connection, as it names itself.
-    worker: Option<Box<[u8]>>,
-    /// Counts this request against that worker while it waits.
-    waiting: Option<super::kept::Waiting>,
+    /// Counts this request against a reused connection's worker while it
+    /// lives (held for its `Drop`).
+    _waiting: Option<super::kept::Waiting>,
 }
 
 /// The descriptor the router attaches to the first bytes of a new uwsgi
@@ -187,13 +201,7 @@ impl Proxy {
             sent_continue,
             rbuf: Vec::new(),
             chunk_carry: Vec::new(),
-            reused: false,
-            marker_pending: false,
-            marked: false,
-            backend_keeps: false,
-            overrun: false,
-            worker: None,
-            waiting: None,
+            keeping: Keeping::default(),
         }
     }
 
@@ -206,13 +214,15 @@ impl Proxy {
             stream,
             worker,
         } = kept;
-        self.waiting = Some(super::kept::Waiting::start(sh.loads, &worker, sh.now));
-        self.worker = Some(worker);
+        self.keeping = Keeping {
+            mark: Mark::Reused,
+            _waiting: Some(super::kept::Waiting::start(sh.loads, &worker, sh.now)),
+            worker: Some(worker),
+            ..Keeping::default()
+        };
         self.pick = Some(Pick::named(&name));
         self.backend = Some(stream);
         self.connected = true;
-        self.reused = true;
-        self.marked = true;
         self.to_backend.push(&self.request_bytes);
         self
     }
@@ -220,8 +230,8 @@ impl Proxy {
     /// The backend connection, when the worker keeps it open and the
     /// exchange ended cleanly: for the next request of the same client.
     pub(crate) fn take_kept(&mut self) -> Option<super::conn::Kept> {
-        let clean = self.backend_keeps
-            && !self.overrun
+        let clean = self.keeping.keeps
+            && !self.keeping.overrun
             && self.body.is_done()
             && !self.body_abandoned
             && self.to_backend.is_empty();
@@ -231,7 +241,7 @@ impl Proxy {
         Some(super::conn::Kept {
             name: self.backend_name().to_string(),
             stream: self.backend.take()?,
-            worker: self.worker.take()?,
+            worker: self.keeping.worker.take()?,
         })
     }
 
@@ -240,13 +250,9 @@ impl Proxy {
     fn retry_fresh(&mut self, token: Token, sh: &mut Shared<'_>) -> ProxyStep {
         self.backend = None;
         self.connected = false;
-        self.reused = false;
-        self.marked = false;
-        self.marker_pending = false;
+        self.keeping = Keeping::default();
         self.to_backend = Outbox::default();
         self.resp = Resp::Head(Vec::new());
-        self.waiting = None;
-        self.worker = None;
         match self.connect_next(token, sh) {
             Ok(()) => ProxyStep::Progress,
             Err(status) => ProxyStep::Failed(status),
@@ -255,7 +261,7 @@ impl Proxy {
 
     /// Nothing of the response came yet on a kept connection.
     fn may_retry(&self) -> bool {
-        self.reused && matches!(&self.resp, Resp::Head(buf) if buf.is_empty())
+        self.keeping.mark == Mark::Reused && matches!(&self.resp, Resp::Head(buf) if buf.is_empty())
     }
 
     /// The address being (or last) tried.
@@ -352,9 +358,9 @@ impl Proxy {
                         self.connect_failed(&strerror(&e), sh);
                         continue;
                     }
-                    self.marked =
+                    let markable =
                         self.kind == "uwsgi" && stream.unix_fd().is_some() && marker_fd().is_some();
-                    self.marker_pending = self.marked;
+                    self.keeping.mark = if markable { Mark::Pending } else { Mark::None };
                     self.backend = Some(stream);
                     self.connected = false;
                     self.connect_started = Some(sh.now);
@@ -460,17 +466,16 @@ impl Proxy {
 
     fn flush_backend(&mut self) -> Flush {
         match self.backend.as_mut() {
-            Some(b) if self.connected && self.marker_pending => {
+            Some(b) if self.connected && self.keeping.mark == Mark::Pending => {
                 let (Some(fd), Some(marker)) = (b.unix_fd(), marker_fd()) else {
-                    self.marker_pending = false;
-                    self.marked = false;
+                    self.keeping.mark = Mark::None;
                     return self.to_backend.flush_to(b);
                 };
                 let flushed = self
                     .to_backend
                     .flush_via(|bytes| crate::sys::socket::send_with_fd(fd, bytes, marker));
                 if flushed == Flush::Progress {
-                    self.marker_pending = false;
+                    self.keeping.mark = Mark::Sent;
                 }
                 flushed
             }

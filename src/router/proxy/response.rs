@@ -24,7 +24,7 @@ impl Proxy {
                 let step = self.absorb(&data, c, sh);
                 self.rbuf = data;
                 if let (ProxyStep::Finished { .. }, true, Some(w)) =
-                    (&step, self.backend_keeps, &self.worker)
+                    (&step, self.keeping.keeps, &self.keeping.worker)
                 {
                     sh.loads.borrow_mut().done(w, sh.now);
                 }
@@ -102,10 +102,10 @@ impl Proxy {
         c: &mut ClientSide<'_>,
         sh: &mut Shared<'_>,
     ) -> ProxyStep {
-        let worker_keeps = self.marked && head.keep.is_some();
+        let worker_keeps = self.keeping.mark != Mark::None && head.keep.is_some();
         if worker_keeps {
             head.remove_keep_line();
-            self.worker = head.keep.take().map(Vec::into_boxed_slice);
+            self.keeping.worker = head.keep.take().map(Vec::into_boxed_slice);
         }
         let ops = super::super::conn::response_ops(&self.req, head.status, sh);
         let framing = head.framing(self.req.head_method);
@@ -133,12 +133,12 @@ impl Proxy {
         match out {
             None => {
                 self.resp = Resp::Done;
-                self.overrun = !rest.is_empty();
-                self.backend_keeps = worker_keeps;
+                self.keeping.overrun = !rest.is_empty();
+                self.keeping.keeps = worker_keeps;
                 ProxyStep::Finished { keep: self.keep() }
             }
             Some(body) => {
-                self.backend_keeps = worker_keeps;
+                self.keeping.keeps = worker_keeps;
                 self.resp = Resp::Body(body);
                 if rest.is_empty() {
                     ProxyStep::Progress
@@ -160,7 +160,7 @@ impl Proxy {
                     .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 c.out.push(&data[..n]);
                 *remaining -= n as u64;
-                self.overrun |= n < data.len();
+                self.keeping.overrun |= n < data.len();
                 *remaining == 0
             }
             BodyOut::UntilClose => {
@@ -201,7 +201,7 @@ impl Proxy {
                 match ended {
                     Some(end) => {
                         c.out.push(&input[..end]);
-                        self.overrun |= end < input.len();
+                        self.keeping.overrun |= end < input.len();
                         true
                     }
                     None => {
@@ -226,7 +226,7 @@ impl Proxy {
     }
 
     fn backend_closed(&mut self, c: &mut ClientSide<'_>) -> ProxyStep {
-        self.backend_keeps = false;
+        self.keeping.keeps = false;
         match &self.resp {
             Resp::Head(buf) if buf.is_empty() => {
                 self.session_log("closed the connection without a response");
@@ -252,7 +252,7 @@ impl Proxy {
     }
 
     fn bad_response(&mut self, why: &str) -> ProxyStep {
-        self.backend_keeps = false;
+        self.keeping.keeps = false;
         self.session_log(&format!("sent an invalid response: {why}"));
         self.resp = Resp::Done;
         if self.response_started {
