@@ -14,10 +14,13 @@
 //! pipelined requests are answered in order; chunked request bodies are
 //! de-chunked and forwarded with `CONTENT_LENGTH`; `Expect: 100-continue`
 //! is answered; failures get an HTTP status (400, 408, 413, 431, 502, 504)
-//! and one log line instead of a silent close.
+//! and one log line instead of a silent close; a UNIX connection to a
+//! ruwsgi worker stays open for the client's next request (`kept`,
+//! `protocol::uwsgi::KEEP_HEADER`).
 //!
 //! Parts: `conn` (a client connection's stages), `proxy` (one
-//! exchange with a backend), `upstream` (addresses and the pool),
+//! exchange with a backend), `upstream` (addresses and the pool), `kept`
+//! (the workers behind kept backend connections),
 //! `reply` (backend response heads, error pages), `wire` (packets and
 //! `http:` requests), `body` (chunked-body spool), `local` (responses
 //! the router makes itself: routing actions, static files), `io`
