@@ -131,6 +131,8 @@ pub(crate) struct Kept {
     pub stream: Stream,
     /// The worker thread behind it, as it names itself.
     pub worker: Box<[u8]>,
+    /// Its place under the cap on kept connections.
+    pub slot: super::kept::Slot,
 }
 
 impl Conn {
@@ -317,7 +319,7 @@ impl Conn {
             }
             ProxyStep::Finished { keep } => {
                 if keep {
-                    self.kept = p.take_kept();
+                    self.kept = p.take_kept(sh);
                 }
                 let status = p.status;
                 self.finish(p.req, status, keep, sh)

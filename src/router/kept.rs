@@ -10,6 +10,11 @@
 //! request on a new connection instead, which any idle worker may accept,
 //! as under uWSGI: a slow page never holds up the fast ones behind it for
 //! longer than that.
+//!
+//! Kept connections hold descriptors while their clients are idle, so
+//! there are at most a quarter of the descriptor limit of them: past that,
+//! backend connections close after their response as before, and the
+//! router never runs out of descriptors for new clients and backends.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,15 +38,33 @@ struct Load {
 }
 
 /// What the router knows of each worker thread, by the name it gives.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Loads {
     map: HashMap<Box<[u8]>, Load>,
+    /// Kept connections now, and the most there may be.
+    kept: usize,
+    max_kept: usize,
+}
+
+impl Default for Loads {
+    fn default() -> Loads {
+        let limit = crate::sys::process::descriptor_limit().unwrap_or(1 << 20);
+        Loads::with_room(usize::try_from(limit / 4).unwrap_or(usize::MAX))
+    }
 }
 
 /// [`Loads`] as the loop shares it (one thread).
 pub(crate) type SharedLoads = Rc<RefCell<Loads>>;
 
 impl Loads {
+    pub(crate) fn with_room(max_kept: usize) -> Loads {
+        Loads {
+            map: HashMap::new(),
+            kept: 0,
+            max_kept,
+        }
+    }
+
     /// Requests wait on `worker` and it has completed none for
     /// [`STUCK_AFTER`].
     pub(crate) fn stuck(&self, worker: &[u8], now: Instant) -> bool {
@@ -66,6 +89,33 @@ impl Loads {
                 },
             );
         }
+    }
+}
+
+/// A kept connection, counted while it lives; `None` when there are as
+/// many as there may be.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    loads: SharedLoads,
+}
+
+impl Slot {
+    pub(crate) fn claim(loads: &SharedLoads) -> Option<Slot> {
+        let mut l = loads.borrow_mut();
+        if l.kept >= l.max_kept {
+            return None;
+        }
+        l.kept += 1;
+        Some(Slot {
+            loads: loads.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut l = self.loads.borrow_mut();
+        l.kept = l.kept.saturating_sub(1);
     }
 }
 
@@ -106,6 +156,18 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_connections_are_capped() {
+        let loads: SharedLoads = Rc::new(RefCell::new(Loads::with_room(2)));
+        let a = Slot::claim(&loads).expect("first");
+        let b = Slot::claim(&loads).expect("second");
+        assert!(Slot::claim(&loads).is_none(), "over the cap");
+        drop(a);
+        let c = Slot::claim(&loads).expect("room again");
+        drop((b, c));
+        assert_eq!(loads.borrow().kept, 0);
+    }
 
     #[test]
     fn a_worker_is_stuck_only_while_requests_wait_without_completions() {

@@ -153,6 +153,9 @@ struct Keeping {
     /// Counts this request against a reused connection's worker while it
     /// lives (held for its `Drop`).
     _waiting: Option<super::kept::Waiting>,
+    /// A reused connection's place under the cap, passed on when it is
+    /// kept again.
+    slot: Option<super::kept::Slot>,
 }
 
 /// The descriptor the router attaches to the first bytes of a new uwsgi
@@ -213,9 +216,11 @@ impl Proxy {
             name,
             stream,
             worker,
+            slot,
         } = kept;
         self.keeping = Keeping {
             mark: Mark::Reused,
+            slot: Some(slot),
             _waiting: Some(super::kept::Waiting::start(sh.loads, &worker, sh.now)),
             worker: Some(worker),
             ..Keeping::default()
@@ -229,7 +234,7 @@ impl Proxy {
 
     /// The backend connection, when the worker keeps it open and the
     /// exchange ended cleanly: for the next request of the same client.
-    pub(crate) fn take_kept(&mut self) -> Option<super::conn::Kept> {
+    pub(crate) fn take_kept(&mut self, sh: &Shared<'_>) -> Option<super::conn::Kept> {
         let clean = self.keeping.keeps
             && !self.keeping.overrun
             && self.body.is_done()
@@ -238,10 +243,15 @@ impl Proxy {
         if !clean {
             return None;
         }
+        let slot = match self.keeping.slot.take() {
+            Some(slot) => slot,
+            None => super::kept::Slot::claim(sh.loads)?,
+        };
         Some(super::conn::Kept {
             name: self.backend_name().to_string(),
             stream: self.backend.take()?,
             worker: self.keeping.worker.take()?,
+            slot,
         })
     }
 

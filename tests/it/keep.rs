@@ -366,6 +366,46 @@ fn router_marks_new_connections_and_reuses_kept_ones() {
     );
 }
 
+/// The soft `Max open files` limit of `pid`.
+fn descriptor_limit(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .expect("Max open files")
+}
+
+#[test]
+fn kept_connections_take_at_most_a_quarter_of_the_descriptors() {
+    let dir = TempDir::new();
+    let backend = dir.path().join("keep.sock");
+    let _seen = start_keeping_backend(&backend);
+    let router = Router::start(dir.path(), &[("#fd-room", "40")], Some(&backend));
+    let cap = descriptor_limit(router.pid()) / 4;
+    let extra = 5;
+    let mut clients: Vec<Client> = (0..cap + extra)
+        .map(|_| Client::connect(router.addr))
+        .collect();
+    let mut ask = |c: &mut Client| {
+        c.send(&http_get("/"));
+        let r = c.response(false).expect("a response");
+        assert_eq!(r.status, 200, "{}\n{}", r.head, router.log_text());
+        String::from_utf8_lossy(&r.body).into_owned()
+    };
+    for c in &mut clients {
+        assert!(ask(c).ends_with(" n=1"));
+    }
+    // Each client's second request: the first `cap` kept theirs.
+    let second: Vec<String> = clients.iter_mut().map(&mut ask).collect();
+    let reused = second.iter().filter(|b| b.ends_with(" n=2")).count();
+    assert_eq!(reused, cap, "{second:?}");
+    assert!(
+        second[..cap].iter().all(|b| b.ends_with(" n=2")),
+        "{second:?}"
+    );
+}
+
 /// The socket descriptors `pid` holds, from `/proc/PID/fd`.
 fn sockets_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
