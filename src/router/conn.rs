@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::body::{Fed, Spool};
 use super::gateway::conn_token;
-use super::io::{read_some, Flush, Outbox, ReadOutcome, Stream};
+use super::io::{read_some, read_some_detailed, Flush, Outbox, ReadOutcome, Stream};
 use super::local::{self, Local};
 use super::proxy::{BodyIn, ClientSide, Proxy, ProxyStep};
 use super::reply::error_page;
@@ -113,6 +113,9 @@ pub(crate) struct Conn {
     listener: usize,
     inbuf: Vec<u8>,
     client_eof: bool,
+    /// The client's socket had nothing more at the last read: new bytes
+    /// come with a readiness event, so there is no read until then.
+    client_quiet: bool,
     out: Outbox,
     stage: Stage,
     pub(crate) deadline: Option<Instant>,
@@ -150,11 +153,22 @@ impl Conn {
             listener,
             inbuf: Vec::new(),
             client_eof: false,
+            client_quiet: false,
             out: Outbox::default(),
             stage: Stage::Head,
             deadline: Some(deadline),
             armed: None,
             kept: None,
+        }
+    }
+
+    /// The poll says `side` (0: the client, 1: the backend) has bytes, an
+    /// end or an error to read.
+    pub(crate) fn readable(&mut self, side: usize) {
+        if side == 0 {
+            self.client_quiet = false;
+        } else if let Stage::Proxy(p) = &mut self.stage {
+            p.backend_readable();
         }
     }
 
@@ -276,11 +290,16 @@ impl Conn {
         if self.client_eof || (sh.draining && self.inbuf.is_empty()) {
             return (Stage::Head, Step::Close);
         }
+        if self.client_quiet {
+            return (Stage::Head, Step::Idle);
+        }
         let was_empty = self.inbuf.is_empty();
         let room = (DEFAULT_MAX_HEAD_LEN + 1)
             .saturating_sub(self.inbuf.len())
             .max(1);
-        match read_some(&mut self.client, &mut self.inbuf, room) {
+        let read = read_some_detailed(&mut self.client, &mut self.inbuf, room);
+        self.client_quiet = read.drained;
+        match read.outcome {
             ReadOutcome::Data => {
                 if was_empty {
                     self.deadline = Some(sh.now + sh.cfg.headers_timeout);
@@ -301,6 +320,7 @@ impl Conn {
             inbuf: &mut self.inbuf,
             out: &mut self.out,
             eof: &mut self.client_eof,
+            quiet: &mut self.client_quiet,
             token: conn_token(self.key, 1),
         };
         match p.step(&mut side, sh) {

@@ -250,7 +250,15 @@ impl<'a> Gateway<'a> {
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
                         self.accept(t - LISTENER_BASE)
                     }
-                    Token(t) => self.drive((t - CONN_BASE) / 2),
+                    Token(t) => {
+                        let key = (t - CONN_BASE) / 2;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.readable((t - CONN_BASE) % 2);
+                            }
+                        }
+                        self.drive(key);
+                    }
                 }
             }
             for i in std::mem::take(&mut self.accept_again) {

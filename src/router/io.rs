@@ -121,19 +121,30 @@ const READ_CHUNK: usize = 64 * 1024;
 /// `stream` to `buf` (one call). The read goes through a stack buffer, so
 /// `buf` never grows by more than what arrived.
 pub fn read_some(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadOutcome {
-    read_some_noting_reset(stream, buf, max).0
+    read_some_detailed(stream, buf, max).outcome
 }
 
-/// [`read_some`], also saying whether a `Closed` was a reset
-/// (`ECONNRESET`) rather than an orderly end: on a UNIX socket that means
-/// the peer closed without reading what it had been sent.
-pub fn read_some_noting_reset(
-    stream: &mut Stream,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> (ReadOutcome, bool) {
+/// A read's outcome with the details some callers act on.
+#[derive(Debug)]
+pub struct ReadDetail {
+    pub outcome: ReadOutcome,
+    /// `Closed` was a reset (`ECONNRESET`), not an orderly end: on a UNIX
+    /// socket, the peer closed without reading what it had been sent.
+    pub reset: bool,
+    /// Nothing more was waiting: the read got less than it asked for, or
+    /// `WouldBlock`. New bytes then come with a readiness event.
+    pub drained: bool,
+}
+
+/// [`read_some`] with the [`ReadDetail`].
+pub fn read_some_detailed(stream: &mut Stream, buf: &mut Vec<u8>, max: usize) -> ReadDetail {
+    let detail = |outcome, reset, drained| ReadDetail {
+        outcome,
+        reset,
+        drained,
+    };
     if max == 0 {
-        return (ReadOutcome::WouldBlock, false);
+        return detail(ReadOutcome::WouldBlock, false, false);
     }
     thread_local! {
         // Zeroed once: a fresh 64 KiB array per read costs a memset each.
@@ -154,12 +165,15 @@ pub fn read_some_noting_reset(
         }
     });
     match result {
-        Ok(0) => (ReadOutcome::Closed, false),
-        Ok(_) => (ReadOutcome::Data, false),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => (ReadOutcome::WouldBlock, false),
-        Err(e) => (
+        Ok(0) => detail(ReadOutcome::Closed, false, false),
+        Ok(n) => detail(ReadOutcome::Data, false, n < want),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            detail(ReadOutcome::WouldBlock, false, true)
+        }
+        Err(e) => detail(
             ReadOutcome::Closed,
             e.kind() == io::ErrorKind::ConnectionReset,
+            false,
         ),
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::body::SpoolReader;
-use super::io::{read_some, read_some_noting_reset, strerror, Flush, Outbox, ReadOutcome, Stream};
+use super::io::{read_some_detailed, strerror, Flush, Outbox, ReadOutcome, Stream};
 use super::reply::{parse_backend_head, BackendHead, Framing, HeadParse};
 use super::upstream::{Addr, Attempts, Pick, Target};
 use super::{log, Request, Shared};
@@ -73,6 +73,8 @@ pub(crate) struct ClientSide<'a> {
     pub inbuf: &'a mut Vec<u8>,
     pub out: &'a mut Outbox,
     pub eof: &'a mut bool,
+    /// Nothing to read from the client until its next readiness event.
+    pub quiet: &'a mut bool,
     pub token: Token,
 }
 
@@ -124,6 +126,9 @@ pub(crate) struct Proxy {
     chunk_carry: Vec<u8>,
     /// Whether the backend may keep this connection for the next request.
     keeping: Keeping,
+    /// Nothing to read from the backend until its next readiness event
+    /// (it says nothing before it has the request).
+    backend_quiet: bool,
 }
 
 /// The backend connection's marker (see `protocol::uwsgi::KEEP_HEADER`).
@@ -205,7 +210,13 @@ impl Proxy {
             rbuf: Vec::new(),
             chunk_carry: Vec::new(),
             keeping: Keeping::default(),
+            backend_quiet: true,
         }
+    }
+
+    /// The poll says the backend has something to read.
+    pub(crate) fn backend_readable(&mut self) {
+        self.backend_quiet = false;
     }
 
     /// Sends the request on `stream`, a connection to `name` kept from
@@ -261,6 +272,7 @@ impl Proxy {
         self.backend = None;
         self.connected = false;
         self.keeping = Keeping::default();
+        self.backend_quiet = true;
         self.to_backend = Outbox::default();
         self.resp = Resp::Head(Vec::new());
         match self.connect_next(token, sh) {
@@ -497,7 +509,7 @@ impl Proxy {
     /// Reads the client while the body needs bytes (or, once it is done, a
     /// little ahead, to see a close or the next pipelined request).
     fn read_client(&mut self, c: &mut ClientSide<'_>) -> Option<ProxyStep> {
-        if *c.eof {
+        if *c.eof || *c.quiet {
             return None;
         }
         let wanted = match &self.body {
@@ -510,7 +522,9 @@ impl Proxy {
         if !wanted {
             return None;
         }
-        match read_some(c.stream, c.inbuf, READ_AHEAD) {
+        let read = read_some_detailed(c.stream, c.inbuf, READ_AHEAD);
+        *c.quiet = read.drained;
+        match read.outcome {
             ReadOutcome::Data => Some(ProxyStep::Progress),
             ReadOutcome::WouldBlock => None,
             ReadOutcome::Closed => {

@@ -10,14 +10,19 @@ impl Proxy {
         c: &mut ClientSide<'_>,
         sh: &mut Shared<'_>,
     ) -> ProxyStep {
-        if matches!(self.resp, Resp::Done) || c.out.pending() >= super::super::HIGH_WATER {
+        if self.backend_quiet
+            || matches!(self.resp, Resp::Done)
+            || c.out.pending() >= super::super::HIGH_WATER
+        {
             return ProxyStep::Idle;
         }
         let Some(backend) = self.backend.as_mut() else {
             return ProxyStep::Idle;
         };
         self.rbuf.clear();
-        match read_some_noting_reset(backend, &mut self.rbuf, sh.cfg.buffer_size) {
+        let read = read_some_detailed(backend, &mut self.rbuf, sh.cfg.buffer_size);
+        self.backend_quiet = read.drained;
+        match (read.outcome, read.reset) {
             (ReadOutcome::WouldBlock, _) => ProxyStep::Idle,
             (ReadOutcome::Data, _) => {
                 let data = std::mem::take(&mut self.rbuf);
