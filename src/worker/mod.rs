@@ -327,7 +327,15 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
                 None => parked.remove(taken.key),
             }
         }
-        let wait = if worked { Duration::ZERO } else { POLL_TICK };
+        // Block unless a listener may still have a connection queued or a
+        // parked connection is known to be ready: readiness is
+        // edge-triggered, so anything else comes back as an event.
+        let more = pending.iter().any(|&p| p) || parked.ready_count() > 0;
+        let wait = if worked && more {
+            Duration::ZERO
+        } else {
+            POLL_TICK
+        };
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
