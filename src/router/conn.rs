@@ -122,20 +122,8 @@ pub(crate) struct Conn {
     /// The deadline as registered in the gateway's timer set.
     pub(crate) armed: Option<Instant>,
     /// The last backend connection, which its worker keeps open: the next
-    /// request to the same address goes on it.
-    kept: Option<Kept>,
-}
-
-/// A backend connection a ruwsgi worker keeps open between requests.
-#[derive(Debug)]
-pub(crate) struct Kept {
-    /// The address it was opened to.
-    pub name: String,
-    pub stream: Stream,
-    /// The worker thread behind it, as it names itself.
-    pub worker: Box<[u8]>,
-    /// Its place under the cap on kept connections.
-    pub slot: super::kept::Slot,
+    /// request to the same address goes on it (see [`super::kept`]).
+    kept: Option<super::kept::KeptHandle>,
 }
 
 impl Conn {
@@ -339,7 +327,7 @@ impl Conn {
             }
             ProxyStep::Finished { keep } => {
                 if keep {
-                    self.kept = p.take_kept(sh);
+                    self.kept = p.take_kept().map(|k| super::kept::Loads::keep(sh.loads, k));
                 }
                 let status = p.status;
                 self.finish(p.req, status, keep, sh)

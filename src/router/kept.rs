@@ -11,15 +11,20 @@
 //! as under uWSGI: a slow page never holds up the fast ones behind it for
 //! longer than that.
 //!
-//! Kept connections hold descriptors while their clients are idle, so
-//! there are at most a quarter of the descriptor limit of them: past that,
-//! backend connections close after their response as before, and the
+//! Kept connections wait here between their client's requests, and hold
+//! descriptors while they wait, so at most a quarter of the descriptor
+//! limit of them wait at a time: keeping one more closes the one unused
+//! the longest (an idle client's), so active clients keep theirs and the
 //! router never runs out of descriptors for new clients and backends.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::io::Stream;
 
 /// How long a worker thread with requests waiting on it may complete
 /// nothing before its kept connections stop being reused.
@@ -38,12 +43,34 @@ struct Load {
 }
 
 /// What the router knows of each worker thread, by the name it gives.
+/// A backend connection a ruwsgi worker keeps open between requests.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The address it was opened to.
+    pub name: String,
+    /// Still registered under its client connection's backend token.
+    pub stream: Stream,
+    /// The worker thread behind it, as it names itself.
+    pub worker: Box<[u8]>,
+}
+
+/// A kept connection waiting in [`Loads`].
+#[derive(Debug)]
+struct Idle {
+    kept: Kept,
+    /// Tells a stale entry of `order` from a live one.
+    generation: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Loads {
     map: HashMap<Box<[u8]>, Load>,
-    /// Kept connections now, and the most there may be.
-    kept: usize,
-    max_kept: usize,
+    /// Kept connections waiting for their client's next request.
+    idle: Slab<Idle>,
+    /// `idle` keys, the longest unused first (with stale entries).
+    order: VecDeque<(usize, u64)>,
+    generation: u64,
+    max_idle: usize,
 }
 
 impl Default for Loads {
@@ -57,11 +84,40 @@ impl Default for Loads {
 pub(crate) type SharedLoads = Rc<RefCell<Loads>>;
 
 impl Loads {
-    pub(crate) fn with_room(max_kept: usize) -> Loads {
+    pub(crate) fn with_room(max_idle: usize) -> Loads {
         Loads {
             map: HashMap::new(),
-            kept: 0,
-            max_kept,
+            idle: Slab::new(),
+            order: VecDeque::new(),
+            generation: 0,
+            max_idle: max_idle.max(1),
+        }
+    }
+
+    /// Keeps `kept` for its client's next request; when there are as many
+    /// as there may be, the one unused the longest is closed first.
+    pub(crate) fn keep(loads: &SharedLoads, kept: Kept) -> KeptHandle {
+        let mut l = loads.borrow_mut();
+        while l.idle.len() >= l.max_idle {
+            let Some((key, generation)) = l.order.pop_front() else {
+                break;
+            };
+            if l.idle.get(key).is_some_and(|w| w.generation == generation) {
+                l.idle.remove(key);
+            }
+        }
+        if l.order.len() > 2 * l.idle.len() + 64 {
+            let Loads { idle, order, .. } = &mut *l;
+            order.retain(|&(k, g)| idle.get(k).is_some_and(|w| w.generation == g));
+        }
+        l.generation += 1;
+        let generation = l.generation;
+        let key = l.idle.insert(Idle { kept, generation });
+        l.order.push_back((key, generation));
+        KeptHandle {
+            loads: loads.clone(),
+            key,
+            generation,
         }
     }
 
@@ -92,30 +148,44 @@ impl Loads {
     }
 }
 
-/// A kept connection, counted while it lives; `None` when there are as
-/// many as there may be.
+/// A client connection's claim on its kept backend connection; dropping
+/// it closes the connection if it is still waiting.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub(crate) struct KeptHandle {
     loads: SharedLoads,
+    key: usize,
+    generation: u64,
 }
 
-impl Slot {
-    pub(crate) fn claim(loads: &SharedLoads) -> Option<Slot> {
-        let mut l = loads.borrow_mut();
-        if l.kept >= l.max_kept {
-            return None;
-        }
-        l.kept += 1;
-        Some(Slot {
-            loads: loads.clone(),
-        })
+impl KeptHandle {
+    /// The connection, unless it was closed to make room.
+    pub(crate) fn take(self) -> Option<Kept> {
+        self.remove()
+    }
+
+    /// The address it goes to, unless it was closed to make room.
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> Option<String> {
+        let l = self.loads.borrow();
+        l.idle
+            .get(self.key)
+            .filter(|w| w.generation == self.generation)
+            .map(|w| w.kept.name.clone())
+    }
+
+    fn remove(&self) -> Option<Kept> {
+        let mut l = self.loads.borrow_mut();
+        let live = l
+            .idle
+            .get(self.key)
+            .is_some_and(|w| w.generation == self.generation);
+        live.then(|| l.idle.remove(self.key).kept)
     }
 }
 
-impl Drop for Slot {
+impl Drop for KeptHandle {
     fn drop(&mut self) {
-        let mut l = self.loads.borrow_mut();
-        l.kept = l.kept.saturating_sub(1);
+        drop(self.remove());
     }
 }
 
@@ -157,16 +227,38 @@ impl Drop for Waiting {
 mod tests {
     use super::*;
 
+    fn kept(name: &str) -> Kept {
+        let (a, _b) = mio::net::UnixStream::pair().expect("socketpair");
+        Kept {
+            name: name.into(),
+            stream: Stream::Unix(a),
+            worker: b"w".to_vec().into_boxed_slice(),
+        }
+    }
+
     #[test]
-    fn kept_connections_are_capped() {
+    fn keeping_more_than_the_room_closes_the_longest_unused() {
         let loads: SharedLoads = Rc::new(RefCell::new(Loads::with_room(2)));
-        let a = Slot::claim(&loads).expect("first");
-        let b = Slot::claim(&loads).expect("second");
-        assert!(Slot::claim(&loads).is_none(), "over the cap");
-        drop(a);
-        let c = Slot::claim(&loads).expect("room again");
-        drop((b, c));
-        assert_eq!(loads.borrow().kept, 0);
+        let a = Loads::keep(&loads, kept("a"));
+        let b = Loads::keep(&loads, kept("b"));
+        // `a` is used and kept again: now `b` is the longest unused.
+        let a = Loads::keep(&loads, a.take().expect("a waits"));
+        let c = Loads::keep(&loads, kept("c"));
+        assert_eq!(b.name(), None, "b should have been closed");
+        assert!(b.take().is_none());
+        assert_eq!(a.name().as_deref(), Some("a"));
+        assert_eq!(c.name().as_deref(), Some("c"));
+        // A handle dropped closes its connection and frees its room.
+        drop(c);
+        assert_eq!(loads.borrow().idle.len(), 1);
+        // Many keeps and takes do not grow the order without bound.
+        let mut h = a;
+        for _ in 0..1000 {
+            h = Loads::keep(&loads, h.take().expect("waits"));
+        }
+        assert!(loads.borrow().order.len() < 200);
+        drop(h);
+        assert_eq!(loads.borrow().idle.len(), 0);
     }
 
     #[test]

@@ -158,9 +158,6 @@ struct Keeping {
     /// Counts this request against a reused connection's worker while it
     /// lives (held for its `Drop`).
     _waiting: Option<super::kept::Waiting>,
-    /// A reused connection's place under the cap, passed on when it is
-    /// kept again.
-    slot: Option<super::kept::Slot>,
 }
 
 /// The descriptor the router attaches to the first bytes of a new uwsgi
@@ -222,16 +219,14 @@ impl Proxy {
     /// Sends the request on `stream`, a connection to `name` kept from
     /// the previous exchange by `worker` (still registered under this
     /// connection's backend token). Only for requests without a body.
-    pub(crate) fn reuse(mut self, kept: super::conn::Kept, sh: &Shared<'_>) -> Proxy {
-        let super::conn::Kept {
+    pub(crate) fn reuse(mut self, kept: super::kept::Kept, sh: &Shared<'_>) -> Proxy {
+        let super::kept::Kept {
             name,
             stream,
             worker,
-            slot,
         } = kept;
         self.keeping = Keeping {
             mark: Mark::Reused,
-            slot: Some(slot),
             _waiting: Some(super::kept::Waiting::start(sh.loads, &worker, sh.now)),
             worker: Some(worker),
             ..Keeping::default()
@@ -245,7 +240,7 @@ impl Proxy {
 
     /// The backend connection, when the worker keeps it open and the
     /// exchange ended cleanly: for the next request of the same client.
-    pub(crate) fn take_kept(&mut self, sh: &Shared<'_>) -> Option<super::conn::Kept> {
+    pub(crate) fn take_kept(&mut self) -> Option<super::kept::Kept> {
         let clean = self.keeping.keeps
             && !self.keeping.overrun
             && self.body.is_done()
@@ -254,15 +249,10 @@ impl Proxy {
         if !clean {
             return None;
         }
-        let slot = match self.keeping.slot.take() {
-            Some(slot) => slot,
-            None => super::kept::Slot::claim(sh.loads)?,
-        };
-        Some(super::conn::Kept {
+        Some(super::kept::Kept {
             name: self.backend_name().to_string(),
             stream: self.backend.take()?,
             worker: self.keeping.worker.take()?,
-            slot,
         })
     }
 

@@ -220,7 +220,7 @@ impl Conn {
         // address when that request has no body (a failure before the
         // response can then be retried safely) and its worker is not stuck
         // on a slow request; otherwise it is closed.
-        let kept = self.kept.take().filter(|k| {
+        let kept = self.kept.take().and_then(|h| h.take()).filter(|k| {
             matches!(body, BodyIn::None)
                 && matches!(proto, Proto::Uwsgi { .. })
                 && match &target {
