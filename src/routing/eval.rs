@@ -239,9 +239,9 @@ impl State<'_> {
     /// Makes set `idx`'s matches current; false when its subject is unset.
     fn refresh(&mut self, idx: usize) -> bool {
         let set = &self.chain.sets[idx];
-        let Some(regex_set) = &set.set else {
+        if set.set.is_none() {
             return false;
-        };
+        }
         let generation = self.vars.added.len();
         if matches!(&self.cache[idx], Some((g, _)) if *g == generation) {
             return true;
@@ -249,7 +249,9 @@ impl State<'_> {
         let Some(text) = set.subject.vars().iter().find_map(|k| self.vars.get(k)) else {
             return false;
         };
-        let found = regex_set.matches(text);
+        let Some(found) = set.matches(text) else {
+            return false;
+        };
         self.cache[idx] = Some((generation, found));
         true
     }
@@ -267,7 +269,7 @@ impl State<'_> {
             .binary_search_by_key(&pc, |&(rule, _)| rule)
             .ok()
             .map(|i| set.slots[i].1);
-        let (Some(regex_set), Some(slot)) = (&set.set, slot) else {
+        let Some(slot) = slot.filter(|_| set.set.is_some()) else {
             return true;
         };
         let generation = self.vars.added.len();
@@ -277,7 +279,9 @@ impl State<'_> {
                 // No subject: no pattern rule on it applies.
                 return false;
             };
-            let found = regex_set.matches(text);
+            let Some(found) = set.matches(text) else {
+                return true;
+            };
             self.cache[idx] = Some((generation, found));
         }
         self.cache[idx]

@@ -478,6 +478,25 @@ fn many_rules_through_sets_keep_order() {
     assert_eq!(ev.headers, vec![HeaderOp::Add(b"X-Teen: 1".to_vec())]);
     let ev = eval(&t, &request("/", &[("Host", "h999.example")]));
     assert_eq!(ev.outcome, forward("/tmp/late.sock", 0, 0));
+    // The set's answers are remembered per host, and the memo starts over
+    // when many hosts come by: the outcomes stay the same throughout.
+    for round in 0..2 {
+        for i in (0..400).step_by(7) {
+            let host = format!("h{i}.example");
+            let want = if i < 200 {
+                format!("/tmp/h{i}.sock")
+            } else {
+                "/tmp/late.sock".to_string()
+            };
+            let ev = eval(&t, &request("/", &[("Host", &host)]));
+            assert_eq!(ev.outcome, forward(&want, 0, 0), "round {round}, {host}");
+        }
+        for i in 0..300 {
+            let host = format!("other{i}.example");
+            let ev = eval(&t, &request("/", &[("Host", &host)]));
+            assert_eq!(ev.outcome, Outcome::Continue, "{host}");
+        }
+    }
 }
 
 #[test]
