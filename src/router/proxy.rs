@@ -370,8 +370,11 @@ impl Proxy {
                         self.connect_failed(&strerror(&e), sh);
                         continue;
                     }
-                    let markable =
-                        self.kind == "uwsgi" && stream.unix_fd().is_some() && marker_fd().is_some();
+                    // Only worth it when the client connection goes on.
+                    let markable = self.req.keep_alive
+                        && self.kind == "uwsgi"
+                        && stream.unix_fd().is_some()
+                        && marker_fd().is_some();
                     self.keeping.mark = if markable { Mark::Pending } else { Mark::None };
                     self.backend = Some(stream);
                     self.connected = false;

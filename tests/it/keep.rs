@@ -358,7 +358,15 @@ fn router_marks_new_connections_and_reuses_kept_ones() {
     assert_eq!(ask(fixed), "conn=1 n=1");
     assert_eq!(ask(fixed), "conn=1 n=2");
     assert_eq!(ask(&http_get("/g")), "conn=6 n=1");
+    assert_eq!(next().uri, "/g");
     drop(client);
+    // A client that closes after its request: no mark, nothing kept.
+    let mut once = Client::connect(router.addr);
+    once.send(b"GET /z HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+    assert_eq!(once.response(false).expect("a response").status, 200);
+    let z = next();
+    assert_eq!(z.uri, "/z");
+    assert!(!z.marked, "marked a connection that cannot be kept");
     let log = router.log_text();
     assert!(
         !log.contains("without a response") && !log.contains("unable to connect"),
