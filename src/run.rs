@@ -163,7 +163,8 @@ fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
         let binary = std::env::current_exe()
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_default();
-        return crate::emperor::run(&crate::emperor::EmperorConfig::from_config(config, &binary));
+        let cfg = crate::emperor::EmperorConfig::from_config(config, &binary);
+        return crate::emperor::handoff::run(&cfg);
     }
     serve(config, argv, env)
 }

@@ -22,6 +22,7 @@ pub mod blacklist;
 pub mod config;
 pub mod event_loop;
 mod fds;
+pub mod handoff;
 pub mod log;
 pub mod monitor;
 pub mod notify;
