@@ -11,6 +11,9 @@ use crate::sys;
 /// Runs the program with this process's argv and environment and returns
 /// the exit status.
 pub fn main() -> i32 {
+    if let Some(code) = crate::emperor::handoff::resume() {
+        return code;
+    }
     let argv: Vec<Vec<u8>> = std::env::args_os().map(|a| a.as_bytes().to_vec()).collect();
     let env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))

@@ -10,7 +10,9 @@
 //! directory and privileges. The argv (what `ps` shows) and the process
 //! name stay those of `uwsgi`; vassals still run the full `uwsgi`.
 //! Without the sibling, or when the exec fails, the emperor runs in the
-//! `uwsgi` process as before.
+//! `uwsgi` process as before; a sibling built from other sources (a stale
+//! one left by `cargo build --bin uwsgi`) execs `uwsgi` back, which then
+//! runs the emperor itself ([`resume`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -25,9 +27,18 @@ use crate::config::vassal::VassalArgs;
 pub const SIBLING: &str = "uwsgi-emperor";
 /// Carries the encoded configuration across the exec.
 pub const ENV: &str = "RUWSGI_EMPEROR_CONFIG";
-/// The first token of an encoding: format and build version, so a sibling
-/// from another build refuses instead of misreading.
-const MAGIC: &str = concat!("ruwsgi-emperor/1/", env!("CARGO_PKG_VERSION"));
+/// The `uwsgi` that encoded it, for a sibling that cannot decode it.
+const FROM_ENV: &str = "RUWSGI_EMPEROR_FROM";
+/// The process name (`/proc/self/comm`) `uwsgi` had.
+const COMM_ENV: &str = "RUWSGI_EMPEROR_COMM";
+/// The first token of an encoding: version and a hash of the sources
+/// (build.rs), so a sibling from another build never misreads it.
+const MAGIC: &str = concat!(
+    "ruwsgi-emperor/",
+    env!("CARGO_PKG_VERSION"),
+    "/",
+    env!("RUWSGI_SOURCE_ID")
+);
 
 /// Runs the emperor: in the lean sibling when there is one (this call
 /// then never returns), else in this process. Returns the exit status.
@@ -61,6 +72,9 @@ fn exec(path: &std::path::Path, cfg: &EmperorConfig) -> std::io::Error {
     }
     cmd.args(args);
     cmd.env(ENV, OsStr::from_bytes(&encode(cfg)));
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env(FROM_ENV, me);
+    }
     // `uwsgi-emperor` would not fit `killall uwsgi` and the like.
     if let Ok(name) = std::fs::read("/proc/self/comm") {
         cmd.env(COMM_ENV, OsStr::from_bytes(name.trim_ascii_end()));
@@ -68,30 +82,71 @@ fn exec(path: &std::path::Path, cfg: &EmperorConfig) -> std::io::Error {
     cmd.exec()
 }
 
-/// The process name (`/proc/self/comm`) `uwsgi` had.
-const COMM_ENV: &str = "RUWSGI_EMPEROR_COMM";
-
 /// The `main` of `uwsgi-emperor`: decodes the configuration `uwsgi` left
 /// in the environment and runs the emperor.
 pub fn main() -> i32 {
     let Some(encoded) = std::env::var_os(ENV) else {
-        eprintln!("{SIBLING} is started by uwsgi: run `uwsgi --emperor DIR` (or an ini file with `emperor =`)");
+        eprintln!(
+            "{SIBLING} is started by uwsgi: run `uwsgi --emperor DIR` (or an ini file with `emperor =`)"
+        );
         return 1;
     };
-    let comm = std::env::var_os(COMM_ENV);
-    // Vassals inherit the environment: leave it as `uwsgi` had it.
-    // Single-threaded here, so changing the environment is sound.
-    std::env::remove_var(ENV);
-    std::env::remove_var(COMM_ENV);
-    if let Some(comm) = comm {
+    let cfg = match decode(encoded.as_bytes()) {
+        Ok(cfg) => cfg,
+        Err(e) => return bounce(&e),
+    };
+    if let Some(comm) = std::env::var_os(COMM_ENV) {
         let _ = std::fs::write("/proc/self/comm", comm.as_bytes());
     }
-    match decode(encoded.as_bytes()) {
+    forget_env();
+    super::run(&cfg)
+}
+
+/// A configuration this build cannot read: back to the `uwsgi` that wrote
+/// it (argv and environment unchanged), which runs the emperor itself.
+fn bounce(error: &str) -> i32 {
+    let Some(from) = std::env::var_os(FROM_ENV) else {
+        eprintln!("{SIBLING}: {error}");
+        return 1;
+    };
+    eprintln!(
+        "{SIBLING}: {error}: another build than {}, which runs the emperor itself",
+        from.to_string_lossy()
+    );
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new(&from);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    let e = cmd.args(args).env_remove(COMM_ENV).exec();
+    eprintln!(
+        "execve(): {} [{}]",
+        crate::config::logic::strerror(&e),
+        from.to_string_lossy()
+    );
+    1
+}
+
+/// Called first thing in `uwsgi`: when a sibling of another build handed
+/// the configuration back, runs the emperor in this process and returns
+/// its exit status.
+pub fn resume() -> Option<i32> {
+    let encoded = std::env::var_os(ENV)?;
+    forget_env();
+    Some(match decode(encoded.as_bytes()) {
         Ok(cfg) => super::run(&cfg),
         Err(e) => {
-            eprintln!("{SIBLING}: {e} (is it from the same build as uwsgi?)");
+            eprintln!("uwsgi: {e}");
             1
         }
+    })
+}
+
+/// Vassals inherit the environment: leave it as `uwsgi` had it.
+fn forget_env() {
+    // Single-threaded here, so changing the environment is sound.
+    for k in [ENV, FROM_ENV, COMM_ENV] {
+        std::env::remove_var(k);
     }
 }
 
@@ -199,7 +254,7 @@ pub fn decode(s: &[u8]) -> Result<EmperorConfig, String> {
     let magic = r.next()?;
     if magic != MAGIC.as_bytes() {
         return Err(format!(
-            "configuration from {}, expected {MAGIC}",
+            "configuration from {}, this is {MAGIC}",
             String::from_utf8_lossy(magic)
         ));
     }

@@ -1285,6 +1285,29 @@ fn without_the_sibling_the_emperor_runs_in_the_uwsgi_process() {
         )),
         "{log}"
     );
+    drop(em);
+
+    // A sibling of another build hands the configuration back (as this
+    // script does): `uwsgi` runs the emperor with it, resolving nothing
+    // again.
+    let _ = fs::remove_file(s.root().join("records/app.ini.starts"));
+    fs::write(
+        bin.join("uwsgi-emperor"),
+        "#!/bin/bash\nexec -a \"$0\" \"$RUWSGI_EMPEROR_FROM\" \"${@:1}\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("uwsgi-emperor"), fs::Permissions::from_mode(0o755)).unwrap();
+    let em = s.launch(Command::new(&alone), &args, &[]);
+    let vassal = running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    assert_eq!(image(em.pid).0, alone);
+    assert_eq!(
+        em.count("*** starting uWSGI Emperor ***"),
+        1,
+        "{}",
+        em.log()
+    );
+    assert_clean_vassal_env(vassal);
 }
 
 #[test]
@@ -1306,5 +1329,25 @@ fn the_sibling_alone_refuses_to_start() {
     assert!(err.contains("run `uwsgi --emperor DIR`"), "{err}");
     let (code, err) = run(Some("ruwsgi-emperor/0 1 x2f"));
     assert_eq!(code, Some(1));
-    assert!(err.contains("is it from the same build as uwsgi?"), "{err}");
+    assert!(
+        err.contains("configuration from ruwsgi-emperor/0, this is ruwsgi-emperor/"),
+        "{err}"
+    );
+    // With the `uwsgi` that wrote it known, the sibling execs it with the
+    // configuration (here `env`, which prints what it was given).
+    let out = Command::new(env!("CARGO_BIN_EXE_uwsgi-emperor"))
+        .env_clear()
+        .env("RUWSGI_EMPEROR_CONFIG", "ruwsgi-emperor/0 1 x2f")
+        .env("RUWSGI_EMPEROR_FROM", "/usr/bin/env")
+        .env("RUWSGI_EMPEROR_COMM", "uwsgi")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        printed.contains("RUWSGI_EMPEROR_CONFIG=ruwsgi-emperor/0 1 x2f\n"),
+        "{printed}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another build than /usr/bin/env"));
 }
