@@ -57,6 +57,11 @@ pub fn run(cfg: &EmperorConfig) -> i32 {
 /// The `uwsgi-emperor` next to the running executable, if it exists.
 fn sibling() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
+    // Replaced on disk since it started (an upgrade: "uwsgi (deleted)"):
+    // the sibling beside the new file belongs to the new build.
+    if !exe.is_file() {
+        return None;
+    }
     let path = exe.parent()?.join(SIBLING);
     path.is_file().then_some(path)
 }
