@@ -3,14 +3,22 @@
 //!   directory, so the binary starts without LD_LIBRARY_PATH;
 //! - packed relative relocations (DT_RELR) when the toolchain and C library
 //!   support them: the table the dynamic loader reads at every start shrinks
-//!   from hundreds of KiB to a few, and with it every process's memory.
+//!   from hundreds of KiB to a few, and with it every process's memory;
+//! - `RUWSGI_SOURCE_ID`, a hash of the sources, so that `uwsgi` and the
+//!   `uwsgi-emperor` it hands the emperor to know whether they were built
+//!   from the same code (emperor/handoff.rs).
 
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hash_tree(Path::new("src"), &mut hasher);
+    println!("cargo:rustc-env=RUWSGI_SOURCE_ID={:016x}", hasher.finish());
     if links_with_relr() {
         println!("cargo:rustc-link-arg=-Wl,-z,pack-relative-relocs");
     }
@@ -29,6 +37,24 @@ fn main() {
         ];
         if !system.contains(&dir.trim_end_matches('/')) {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        }
+    }
+}
+
+/// Hashes the names and contents of the files under `dir`, in name order
+/// (`DefaultHasher::new` has fixed keys: the same tree gives the same id).
+fn hash_tree(dir: &Path, hasher: &mut impl Hasher) {
+    let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(_) => return,
+    };
+    entries.sort();
+    for path in entries {
+        path.hash(hasher);
+        if path.is_dir() {
+            hash_tree(&path, hasher);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            bytes.hash(hasher);
         }
     }
 }

@@ -15,6 +15,8 @@
 #   - the emperor's own RSS with one vassal running (and the private part
 #     of it, not shared with other processes), and the CPU it uses in IDLE
 #     seconds of idleness (targets: RSS under 2 MiB, no CPU).
+# Ours runs from a directory holding `uwsgi` and the `uwsgi-emperor` that
+# LEAN picks (README "Building and installing").
 # The apps take IMPORT seconds to import (a small real app), so a request
 # that waits for an import shows.
 #
@@ -24,6 +26,9 @@
 #   IMPORT  seconds the app's import takes (default 0.3)
 #   IDLE    seconds of idleness measured (default 3)
 #   UWSGI   the reference binary (default: the `uwsgi` on PATH)
+#   LEAN    the emperor executable beside ours: `static` (default:
+#           uwsgi-emperor linked statically), `dynamic` (as `cargo build`
+#           makes it) or `none` (the emperor runs inside uwsgi)
 #   PYTHON  build ruwsgi against this interpreter (PYO3_PYTHON, in
 #           target/bench-python/). Default: the interpreter the real
 #           uWSGI's python3 plugin links (found from the plugin), so that
@@ -44,6 +49,7 @@ OURS=$REPO/target/release/uwsgi
 UWSGI=${UWSGI:-$(command -v uwsgi || true)}
 CLIENT="python3 $REPO/bench/emperor_client.py"
 
+LEAN=${LEAN:-static}
 BUILD_PYTHON=${PYTHON:-}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -57,7 +63,23 @@ if [ -n "$BUILD_PYTHON" ]; then
     OURS=$CARGO_TARGET_DIR/release/uwsgi
     echo "   against $BUILD_PYTHON"
 fi
-cargo build --release --quiet --bin uwsgi
+cargo build --release --quiet --bin uwsgi --bin uwsgi-emperor
+LEAN_BIN=$(dirname "$OURS")/uwsgi-emperor
+case $LEAN in
+static)
+    echo "   uwsgi-emperor linked statically"
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --profile emperor \
+        --no-default-features --bin uwsgi-emperor --target "$host"
+    LEAN_BIN=${CARGO_TARGET_DIR:-$REPO/target}/$host/emperor/uwsgi-emperor
+    ;;
+dynamic) ;;
+none) LEAN_BIN= ;;
+*)
+    echo "bench/emperor.sh: LEAN is static, dynamic or none, not $LEAN" >&2
+    exit 2
+    ;;
+esac
 
 if [ -n "$UWSGI" ] && ! "$UWSGI" --plugins python3 --version 2>/dev/null | grep -q '^2\.0'; then
     echo "bench/emperor.sh: $UWSGI is not uWSGI 2.0 with the python3 plugin; measuring ruwsgi alone"
@@ -83,6 +105,13 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+# Ours as installed: `uwsgi` runs the `uwsgi-emperor` in its own directory.
+mkdir "$TMP/bin"
+ln "$OURS" "$TMP/bin/uwsgi" 2>/dev/null || cp "$OURS" "$TMP/bin/uwsgi"
+if [ -n "$LEAN_BIN" ]; then
+    cp "$LEAN_BIN" "$TMP/bin/uwsgi-emperor"
+fi
+OURS=$TMP/bin/uwsgi
 
 # app SOURCE_FILE VERSION: a WSGI app answering VERSION after a slow import.
 app() {
@@ -200,7 +229,7 @@ get() { # NAME WHAT
 }
 
 echo
-echo "== medians of $RUNS runs (COLD=$COLD, IMPORT=${IMPORT}s, IDLE=${IDLE}s)"
+echo "== medians of $RUNS runs (COLD=$COLD, IMPORT=${IMPORT}s, IDLE=${IDLE}s, LEAN=$LEAN)"
 printf '%-34s %12s %12s %8s   %s\n' figure ruwsgi uWSGI ours/uWSGI target
 figure "touch to new code" s "$(get ours touch)" "$(get uwsgi touch)" "< 1 s"
 figure "longest request during reload" ms "$(get ours stall)" "$(get uwsgi stall)" "< 100 ms"

@@ -54,7 +54,7 @@ for tool in wrk python3 curl; do
 done
 
 echo "== building (cargo build --release)"
-cargo build --release --quiet --bin uwsgi
+cargo build --release --quiet --bin uwsgi --bin uwsgi-emperor
 
 CONTENDERS=(ruwsgi)
 if is_real_uwsgi "$UWSGI"; then

@@ -11,6 +11,9 @@ use crate::sys;
 /// Runs the program with this process's argv and environment and returns
 /// the exit status.
 pub fn main() -> i32 {
+    if let Some(code) = crate::emperor::handoff::resume() {
+        return code;
+    }
     let argv: Vec<Vec<u8>> = std::env::args_os().map(|a| a.as_bytes().to_vec()).collect();
     let env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
@@ -163,7 +166,8 @@ fn start(config: &Config, argv: &[Vec<u8>], env: &[(Vec<u8>, Vec<u8>)]) -> i32 {
         let binary = std::env::current_exe()
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .unwrap_or_default();
-        return crate::emperor::run(&crate::emperor::EmperorConfig::from_config(config, &binary));
+        let cfg = crate::emperor::EmperorConfig::from_config(config, &binary);
+        return crate::emperor::handoff::run(&cfg);
     }
     serve(config, argv, env)
 }

@@ -12,7 +12,8 @@
 //! their descriptors), [`vassal`] (one lifecycle, sans-io), [`spawn`]
 //! (fork/exec), [`blacklist`] (throttling), [`stats`] and
 //! [`stats_server`] (the JSON), [`ondemand`] (socket-activated vassals),
-//! [`event_loop`] (the one mio loop). Not owned here: the vassal side of
+//! [`event_loop`] (the one mio loop), [`handoff`] (running as the
+//! `uwsgi-emperor` executable, without libpython). Not owned here: the vassal side of
 //! the pipe (the master), the emperor-inside-a-master fork (the master).
 //!
 //! The emperor uses `config` (to read its options and build vassal argv),
@@ -22,6 +23,7 @@ pub mod blacklist;
 pub mod config;
 pub mod event_loop;
 mod fds;
+pub mod handoff;
 pub mod log;
 pub mod monitor;
 pub mod notify;

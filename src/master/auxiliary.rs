@@ -83,7 +83,7 @@ pub(super) fn spawn_aux(
                 }
                 AuxKind::Emperor => {
                     process::unblock_all_signals();
-                    emperor.map(crate::emperor::run).unwrap_or(1)
+                    emperor.map(crate::emperor::handoff::run).unwrap_or(1)
                 }
             };
             std::process::exit(code);

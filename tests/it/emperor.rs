@@ -1129,3 +1129,225 @@ fn a_change_within_the_same_second_is_detected() {
     assert!(eventually(2.0, || s.events("ns.ini") == ["reload"]));
     assert_eq!(s.pid("ns.ini"), Some(pid));
 }
+
+/// What `pid` runs as: its executable, whether libpython is mapped, its
+/// name (`/proc/PID/comm`) and its argv.
+fn image(pid: i32) -> (PathBuf, bool, String, Vec<String>) {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (
+        exe,
+        maps.contains("libpython"),
+        comm.trim_end().to_string(),
+        argv,
+    )
+}
+
+/// The children of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The handoff's variables never reach a vassal.
+fn assert_clean_vassal_env(pid: i32) {
+    let env = environ(pid);
+    for (k, _) in &env {
+        assert!(!k.starts_with("RUWSGI_EMPEROR"), "{k} reached the vassal");
+    }
+    assert!(env.iter().any(|(k, _)| k == "UWSGI_EMPEROR_FD"), "{env:?}");
+}
+
+#[test]
+fn the_emperor_runs_as_the_lean_sibling_without_libpython() {
+    let s = Setup::new();
+    s.vassal("app.ini", "plain");
+    let sibling = fs::canonicalize(env!("CARGO_BIN_EXE_uwsgi-emperor")).unwrap();
+    let ours = fs::canonicalize(env!("CARGO_BIN_EXE_uwsgi")).unwrap();
+
+    // Standalone: the same process (pid, argv, name), another image.
+    let args = [
+        "--emperor".to_string(),
+        s.vassals().display().to_string(),
+        "--emperor-wrapper".into(),
+        s.fake(),
+    ];
+    let em = s.start_with(&args.iter().map(OsString::from).collect::<Vec<_>>(), &[]);
+    let vassal = running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    let (exe, python, comm, argv) = image(em.pid);
+    assert_eq!(exe, sibling);
+    assert!(!python, "the emperor maps libpython");
+    assert_eq!(comm, "uwsgi");
+    assert_eq!(argv[0], env!("CARGO_BIN_EXE_uwsgi"));
+    assert_eq!(argv[1..], args);
+    assert_eq!(
+        em.count("*** starting uWSGI Emperor ***"),
+        1,
+        "{}",
+        em.log()
+    );
+    assert_clean_vassal_env(vassal);
+    // The vassal's binary is still the full `uwsgi` (`binary-path`
+    // semantics): without a wrapper it is the emperor's own executable.
+    assert_eq!(
+        environ(vassal)
+            .into_iter()
+            .find(|(k, _)| k == "UWSGI_ORIGINAL_PROC_NAME")
+            .map(|(_, v)| v),
+        Some(env!("CARGO_BIN_EXE_uwsgi").to_string())
+    );
+    drop(em);
+
+    // Inside a master: the emperor child execs the sibling; the master
+    // keeps libpython (with the `python` feature) and supervises it.
+    let _ = fs::remove_file(s.root().join("records/app.ini.starts"));
+    fs::write(
+        s.root().join("main.ini"),
+        format!(
+            "[uwsgi]\nmaster = true\nemperor = {}\nemperor-wrapper = {}\n",
+            s.vassals().display(),
+            s.fake()
+        ),
+    )
+    .unwrap();
+    let em = s.start_with(&["--ini".into(), "main.ini".into()], &[]);
+    let vassal = running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    let (exe, python, _, _) = image(em.pid);
+    assert_eq!(exe, ours);
+    assert_eq!(python, cfg!(feature = "python"));
+    let emperor = *children(em.pid)
+        .iter()
+        .find(|&&c| children(c).contains(&vassal))
+        .expect("the vassal's emperor is a child of the master");
+    let (exe, python, comm, argv) = image(emperor);
+    assert_eq!(exe, sibling);
+    assert!(!python, "the emperor maps libpython");
+    assert_eq!(comm, "uwsgi");
+    assert_eq!(argv[1..], ["--ini", "main.ini"]);
+    assert_eq!(
+        em.count("[uWSGI] getting INI configuration"),
+        1,
+        "{}",
+        em.log()
+    );
+    assert_clean_vassal_env(vassal);
+}
+
+#[test]
+fn without_the_sibling_the_emperor_runs_in_the_uwsgi_process() {
+    let s = Setup::new();
+    s.vassal("app.ini", "plain");
+    // `uwsgi` alone in a directory, as when only it is copied.
+    let bin = s.root().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let alone = bin.join("uwsgi");
+    if fs::hard_link(env!("CARGO_BIN_EXE_uwsgi"), &alone).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_uwsgi"), &alone).unwrap();
+    }
+    let args: Vec<OsString> = vec![
+        "--emperor".into(),
+        s.vassals().into(),
+        "--emperor-wrapper".into(),
+        s.fake().into(),
+    ];
+    let em = s.launch(Command::new(&alone), &args, &[]);
+    running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    assert_eq!(image(em.pid).0, alone);
+    assert!(!em.log().contains("execve()"), "{}", em.log());
+    drop(em);
+
+    // A sibling that cannot be executed: said once, then the same.
+    let _ = fs::remove_file(s.root().join("records/app.ini.starts"));
+    fs::write(bin.join("uwsgi-emperor"), "not a program").unwrap();
+    let em = s.launch(Command::new(&alone), &args, &[]);
+    running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    assert_eq!(image(em.pid).0, alone);
+    let log = em.log();
+    assert_eq!(log.matches("execve(): ").count(), 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "[{}]: running the emperor in this process",
+            bin.join("uwsgi-emperor").display()
+        )),
+        "{log}"
+    );
+    drop(em);
+
+    // A sibling of another build hands the configuration back (as this
+    // script does): `uwsgi` runs the emperor with it, resolving nothing
+    // again.
+    let _ = fs::remove_file(s.root().join("records/app.ini.starts"));
+    fs::write(
+        bin.join("uwsgi-emperor"),
+        "#!/bin/bash\nexec -a \"$0\" \"$RUWSGI_EMPEROR_FROM\" \"${@:1}\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("uwsgi-emperor"), fs::Permissions::from_mode(0o755)).unwrap();
+    let em = s.launch(Command::new(&alone), &args, &[]);
+    let vassal = running(&s, "app.ini", 5.0);
+    em.wait_log("vassal app.ini is ready to accept requests", 2.0);
+    assert_eq!(image(em.pid).0, alone);
+    assert_eq!(
+        em.count("*** starting uWSGI Emperor ***"),
+        1,
+        "{}",
+        em.log()
+    );
+    assert_clean_vassal_env(vassal);
+}
+
+#[test]
+fn the_sibling_alone_refuses_to_start() {
+    let run = |env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uwsgi-emperor"));
+        cmd.env_clear().stdin(Stdio::null());
+        if let Some(v) = env {
+            cmd.env("RUWSGI_EMPEROR_CONFIG", v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("run `uwsgi --emperor DIR`"), "{err}");
+    let (code, err) = run(Some("ruwsgi-emperor/0 1 x2f"));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("configuration from ruwsgi-emperor/0, this is ruwsgi-emperor/"),
+        "{err}"
+    );
+    // With the `uwsgi` that wrote it known, the sibling execs it with the
+    // configuration (here `env`, which prints what it was given).
+    let out = Command::new(env!("CARGO_BIN_EXE_uwsgi-emperor"))
+        .env_clear()
+        .env("RUWSGI_EMPEROR_CONFIG", "ruwsgi-emperor/0 1 x2f")
+        .env("RUWSGI_EMPEROR_FROM", "/usr/bin/env")
+        .env("RUWSGI_EMPEROR_COMM", "uwsgi")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        printed.contains("RUWSGI_EMPEROR_CONFIG=ruwsgi-emperor/0 1 x2f\n"),
+        "{printed}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another build than /usr/bin/env"));
+}
