@@ -119,21 +119,33 @@ pub(crate) enum Resumed {
 /// client closed it, or finds nothing (readiness is only a hint).
 pub(crate) fn resume(
     env: &Env<'_>,
-    mut wire: Wire,
+    wire: Wire,
     peer: &str,
     keep_going: &dyn Fn() -> bool,
 ) -> Resumed {
-    if wire.buffered().is_empty() {
-        match wire.fill_now(env.config.buffer_size.max(1)) {
-            Ok(0) => return Resumed::Closed,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
-            Err(_) => return Resumed::Closed,
+    Resumed::serving(env, wire, |w| serve_wire(env, w, peer, keep_going))
+}
+
+impl Resumed {
+    /// Reads what a parked connection that looked readable has (nothing
+    /// yet: parked again; its end: closed), then lets `serve` have it.
+    pub(crate) fn serving(
+        env: &Env<'_>,
+        mut wire: Wire,
+        serve: impl FnOnce(Wire) -> Option<Wire>,
+    ) -> Resumed {
+        if wire.buffered().is_empty() {
+            match wire.fill_now(env.config.buffer_size.max(1)) {
+                Ok(0) => return Resumed::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
+                Err(_) => return Resumed::Closed,
+            }
         }
-    }
-    match serve_wire(env, wire, peer, keep_going) {
-        Some(w) => Resumed::Park(w),
-        None => Resumed::Closed,
+        match serve(wire) {
+            Some(w) => Resumed::Park(w),
+            None => Resumed::Closed,
+        }
     }
 }
 

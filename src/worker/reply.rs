@@ -117,6 +117,33 @@ fn header_is(name: &[u8], want: &str) -> bool {
     name.eq_ignore_ascii_case(want.as_bytes())
 }
 
+/// What the app's headers say about framing.
+struct AppHead {
+    /// `Content-Length`, when it parses.
+    length: Option<u64>,
+    /// The app set `Transfer-Encoding` itself.
+    app_te: bool,
+    /// `Connection: close`.
+    app_close: bool,
+}
+
+impl AppHead {
+    fn scan(headers: &[(Vec<u8>, Vec<u8>)]) -> AppHead {
+        AppHead {
+            length: headers
+                .iter()
+                .find(|(k, _)| header_is(k, "content-length"))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()),
+            app_te: headers
+                .iter()
+                .any(|(k, _)| header_is(k, "transfer-encoding")),
+            app_close: headers
+                .iter()
+                .any(|(k, v)| header_is(k, "connection") && v.eq_ignore_ascii_case(b"close")),
+        }
+    }
+}
+
 impl Reply {
     pub(crate) fn new(wire: Wire, body: Body, proto: Proto, protocol: Vec<u8>, who: Who) -> Reply {
         let content_length = body.remaining();
@@ -188,16 +215,11 @@ impl Reply {
                 return;
             }
         };
-        let length = headers
-            .iter()
-            .find(|(k, _)| header_is(k, "content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-        let app_te = headers
-            .iter()
-            .any(|(k, _)| header_is(k, "transfer-encoding"));
-        let app_close = headers
-            .iter()
-            .any(|(k, v)| header_is(k, "connection") && v.eq_ignore_ascii_case(b"close"));
+        let AppHead {
+            length,
+            app_te,
+            app_close,
+        } = AppHead::scan(headers);
         let no_body = head || code < 200 || code == 204 || code == 304;
         self.framing = if no_body {
             Framing::NoBody
@@ -227,16 +249,11 @@ impl Reply {
         let keep = std::str::from_utf8(crate::protocol::uwsgi::KEEP_HEADER).unwrap_or("");
         // Only the worker may say it (an app's copy would mislead the router).
         headers.retain(|(k, _)| !header_is(k, keep));
-        let length = headers
-            .iter()
-            .find(|(k, _)| header_is(k, "content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-        let app_close = headers
-            .iter()
-            .any(|(k, v)| header_is(k, "connection") && v.eq_ignore_ascii_case(b"close"));
-        let app_te = headers
-            .iter()
-            .any(|(k, _)| header_is(k, "transfer-encoding"));
+        let AppHead {
+            length,
+            app_te,
+            app_close,
+        } = AppHead::scan(headers);
         let no_body = head || code < 200 || code == 204 || code == 304;
         self.framing = match length {
             _ if no_body => Framing::NoBody,

@@ -84,22 +84,10 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) ->
 /// finds it closed, or finds nothing yet (readiness is only a hint).
 pub(crate) fn resume(
     env: &Env<'_>,
-    mut wire: Wire,
+    wire: Wire,
     keep_going: &dyn Fn() -> bool,
 ) -> super::http_conn::Resumed {
-    use super::http_conn::Resumed;
-    if wire.buffered().is_empty() {
-        match wire.fill_now(env.config.buffer_size.max(1)) {
-            Ok(0) => return Resumed::Closed,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
-            Err(_) => return Resumed::Closed,
-        }
-    }
-    match serve_wire(env, wire, keep_going) {
-        Some(w) => Resumed::Park(w),
-        None => Resumed::Closed,
-    }
+    super::http_conn::Resumed::serving(env, wire, |w| serve_wire(env, w, keep_going))
 }
 
 /// Requests one after the other while the connection is kept and more

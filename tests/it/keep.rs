@@ -20,7 +20,9 @@ use ruwsgi::protocol::uwsgi::{self, Packet, HEADER_LEN};
 use ruwsgi::sys::socket::{recv_counting_fds, send_with_fd};
 
 use crate::router::support::{Client, Router};
-use crate::server::{sock_path, spawn_ours, uwsgi_packet, wait_for, wait_unix, worker_pids, READY};
+use crate::server::{
+    sock_path, spawn_ours, uwsgi_packet, wait_for, wait_unix, worker_pids, Proc, READY,
+};
 use crate::util::{repo_root, TempDir};
 
 const KEEP: &str = "X-Ruwsgi-Keep";
@@ -119,26 +121,35 @@ fn closed(stream: &mut UnixStream) -> bool {
     matches!(stream.read(&mut byte), Ok(0) | Err(_))
 }
 
+/// Our binary serving `tests/apps/APP` on a UNIX uwsgi socket in `dir`
+/// with `processes` workers (and `extra` options); returns it once every
+/// worker is up and the socket accepts, with the socket's path.
+fn spawn_app(dir: &Path, app: &str, processes: usize, extra: &[&str]) -> (Proc, String) {
+    let sock = sock_path(dir, "app.sock");
+    let app = repo_root().join("tests/apps").join(app);
+    let processes = processes.to_string();
+    let app = app.display().to_string();
+    let mut args = vec![
+        "--master",
+        "--processes",
+        &processes,
+        "--socket",
+        &sock,
+        "--wsgi-file",
+        &app,
+    ];
+    args.extend_from_slice(extra);
+    let mut server = spawn_ours(dir, &args);
+    server.wait_line(&format!("spawned uWSGI worker {processes} ("), READY);
+    assert!(wait_unix(Path::new(&sock), READY), "{}", server.tail());
+    (server, sock)
+}
+
 #[test]
 fn worker_keeps_only_marked_connections_with_delimited_responses() {
     let dir = TempDir::new();
-    let sock = sock_path(dir.path(), "u.sock");
-    let app = repo_root().join("tests/apps/cases.py");
-    let mut server = spawn_ours(
-        dir.path(),
-        &[
-            "--master",
-            "--processes",
-            "1",
-            "--socket",
-            &sock,
-            "--wsgi-file",
-            &app.display().to_string(),
-        ],
-    );
-    server.wait_line("spawned uWSGI worker 1 (", READY);
+    let (server, sock) = spawn_app(dir.path(), "cases.py", 1, &[]);
     let path = Path::new(&sock);
-    assert!(wait_unix(path, READY), "{}", server.tail());
 
     // The worker thread names itself: its pid and thread index.
     let worker = worker_pids(&server.log(), 1)[0];
@@ -438,24 +449,7 @@ fn sockets_of(pid: i32) -> usize {
 #[test]
 fn routed_requests_share_a_vassal_connection_until_its_idle_timeout() {
     let dir = TempDir::new();
-    let sock = sock_path(dir.path(), "vassal.sock");
-    let app = repo_root().join("tests/apps/hello.py");
-    let mut vassal = spawn_ours(
-        dir.path(),
-        &[
-            "--master",
-            "--processes",
-            "1",
-            "--socket",
-            &sock,
-            "--socket-timeout",
-            "1",
-            "--wsgi-file",
-            &app.display().to_string(),
-        ],
-    );
-    vassal.wait_line("spawned uWSGI worker 1 (", READY);
-    assert!(wait_unix(Path::new(&sock), READY), "{}", vassal.tail());
+    let (mut vassal, sock) = spawn_app(dir.path(), "hello.py", 1, &["--socket-timeout", "1"]);
     let worker = *worker_pids(&vassal.log(), 1).last().expect("worker pid");
     let idle = sockets_of(worker);
     let router = Router::start(dir.path(), &[], Some(Path::new(&sock)));
@@ -488,22 +482,7 @@ fn routed_requests_share_a_vassal_connection_until_its_idle_timeout() {
 #[test]
 fn a_worker_busy_with_a_slow_request_does_not_hold_up_the_next_client() {
     let dir = TempDir::new();
-    let sock = sock_path(dir.path(), "vassal.sock");
-    let app = repo_root().join("tests/apps/cases.py");
-    let mut vassal = spawn_ours(
-        dir.path(),
-        &[
-            "--master",
-            "--processes",
-            "2",
-            "--socket",
-            &sock,
-            "--wsgi-file",
-            &app.display().to_string(),
-        ],
-    );
-    vassal.wait_line("spawned uWSGI worker 2 (", READY);
-    assert!(wait_unix(Path::new(&sock), READY), "{}", vassal.tail());
+    let (_vassal, sock) = spawn_app(dir.path(), "cases.py", 2, &[]);
     let router = Router::start(dir.path(), &[], Some(Path::new(&sock)));
     let pid_of = |client: &mut Client| {
         client.send(&http_get("/pid"));
