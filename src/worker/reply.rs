@@ -125,11 +125,14 @@ struct AppHead {
     app_te: bool,
     /// `Connection: close`.
     app_close: bool,
+    /// No body may follow: `HEAD`, 1xx, 204, 304.
+    no_body: bool,
 }
 
 impl AppHead {
-    fn scan(headers: &[(Vec<u8>, Vec<u8>)]) -> AppHead {
+    fn scan(headers: &[(Vec<u8>, Vec<u8>)], head: bool, code: u16) -> AppHead {
         AppHead {
+            no_body: head || code < 200 || code == 204 || code == 304,
             length: headers
                 .iter()
                 .find(|(k, _)| header_is(k, "content-length"))
@@ -215,25 +218,20 @@ impl Reply {
                 return;
             }
         };
-        let AppHead {
-            length,
-            app_te,
-            app_close,
-        } = AppHead::scan(headers);
-        let no_body = head || code < 200 || code == 204 || code == 304;
-        self.framing = if no_body {
+        let app = AppHead::scan(headers, head, code);
+        self.framing = if app.no_body {
             Framing::NoBody
-        } else if let Some(n) = length {
+        } else if let Some(n) = app.length {
             Framing::Length(n)
-        } else if keep_alive && !app_te && !app_close && self.protocol == b"HTTP/1.1" {
+        } else if keep_alive && !app.app_te && !app.app_close && self.protocol == b"HTTP/1.1" {
             headers.push((b"Transfer-Encoding".to_vec(), b"chunked".to_vec()));
             Framing::Chunked
         } else {
             Framing::Raw
         };
-        self.reusable = keep_alive && !app_close && self.framing != Framing::Raw;
+        self.reusable = keep_alive && !app.app_close && self.framing != Framing::Raw;
         let has_connection = headers.iter().any(|(k, _)| header_is(k, "connection"));
-        if keep_alive && !self.reusable && !app_close {
+        if keep_alive && !self.reusable && !app.app_close {
             headers.push((b"Connection".to_vec(), b"close".to_vec()));
         } else if self.reusable && self.protocol != b"HTTP/1.1" && !has_connection {
             // An HTTP/1.0 client keeps the connection only when told so.
@@ -249,18 +247,13 @@ impl Reply {
         let keep = std::str::from_utf8(crate::protocol::uwsgi::KEEP_HEADER).unwrap_or("");
         // Only the worker may say it (an app's copy would mislead the router).
         headers.retain(|(k, _)| !header_is(k, keep));
-        let AppHead {
-            length,
-            app_te,
-            app_close,
-        } = AppHead::scan(headers);
-        let no_body = head || code < 200 || code == 204 || code == 304;
-        self.framing = match length {
-            _ if no_body => Framing::NoBody,
-            Some(n) if !app_te => Framing::Length(n),
+        let app = AppHead::scan(headers, head, code);
+        self.framing = match app.length {
+            _ if app.no_body => Framing::NoBody,
+            Some(n) if !app.app_te => Framing::Length(n),
             _ => Framing::Raw,
         };
-        self.reusable = !app_close && self.framing != Framing::Raw;
+        self.reusable = !app.app_close && self.framing != Framing::Raw;
         if self.reusable {
             let name = std::mem::take(&mut self.keep_name);
             headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), name));
