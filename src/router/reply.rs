@@ -32,9 +32,11 @@ pub struct BackendHead {
     /// and this is its name (`protocol::uwsgi::KEEP_HEADER`; meaningful
     /// only on a connection the router marked).
     pub keep: Option<Vec<u8>>,
-    /// The status line and the header lines, without line ends.
-    pub status_line: Vec<u8>,
-    pub lines: Vec<Vec<u8>>,
+    /// The head's bytes; the status line and the header lines are ranges
+    /// of it, without line ends (one allocation per head, not per line).
+    raw: Vec<u8>,
+    status_line: std::ops::Range<usize>,
+    lines: Vec<std::ops::Range<usize>>,
 }
 
 /// Outcome of [`parse_backend_head`].
@@ -90,22 +92,30 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
             keep = Some(value.to_vec());
         }
     }
-    let mut lines = buf[..head_len]
+    let raw = buf[..head_len].to_vec();
+    let mut start = 0;
+    let mut lines = raw
         .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-        .filter(|l| !l.is_empty());
+        .map(|l| {
+            let range = start..start + l.strip_suffix(b"\r").unwrap_or(l).len();
+            start += l.len() + 1;
+            range
+        })
+        .filter(|r| !r.is_empty());
     let status_line = lines.next().unwrap_or_default();
+    let lines = lines.collect();
     HeadParse::Complete(BackendHead {
         status,
-        http11: status_line.starts_with(b"HTTP/1.1 "),
+        http11: raw[status_line.clone()].starts_with(b"HTTP/1.1 "),
         head_len,
         content_length,
         chunked,
         connection_close,
         has_connection,
         keep,
+        raw,
         status_line,
-        lines: lines.collect(),
+        lines,
     })
 }
 
@@ -124,7 +134,8 @@ impl BackendHead {
     /// Takes out the worker's keep-alive line: it is for the router only.
     pub fn remove_keep_line(&mut self) {
         let name = crate::protocol::uwsgi::KEEP_HEADER;
-        self.lines.retain(|l| !header_named(l, name));
+        let raw = &self.raw;
+        self.lines.retain(|l| !header_named(&raw[l.clone()], name));
     }
 
     pub fn is_interim(&self) -> bool {
@@ -147,8 +158,8 @@ impl BackendHead {
     /// replacement), the backend's lines minus `delheader` names, the
     /// `addheader` lines, then `extra` lines.
     pub fn render(&self, ops: &[HeaderOp], extra: &[&[u8]]) -> Vec<u8> {
-        let mut status_line = self.status_line.clone();
-        let mut lines: Vec<&[u8]> = self.lines.iter().map(Vec::as_slice).collect();
+        let mut status_line = std::borrow::Cow::Borrowed(&self.raw[self.status_line.clone()]);
+        let mut lines: Vec<&[u8]> = self.lines.iter().map(|r| &self.raw[r.clone()]).collect();
         let mut added: Vec<&[u8]> = Vec::new();
         for op in ops {
             match op {
@@ -159,12 +170,14 @@ impl BackendHead {
                 }
                 HeaderOp::Clear(status) => {
                     let protocol = status_line.split(|&b| b == b' ').next().unwrap_or_default();
-                    status_line = [
-                        protocol,
-                        b" ",
-                        &crate::routing::response::status_text(status),
-                    ]
-                    .concat();
+                    status_line = std::borrow::Cow::Owned(
+                        [
+                            protocol,
+                            b" ",
+                            &crate::routing::response::status_text(status),
+                        ]
+                        .concat(),
+                    );
                     lines.clear();
                 }
             }

@@ -3,7 +3,7 @@
 //! appended), or for an `http:` action the HTTP/1.0 request uWSGI's
 //! `router_http` builds (spec §5.10). The body follows either one.
 
-use crate::protocol::uwsgi::{EncodeError, VarsWriter};
+use crate::protocol::uwsgi::{EncodeError, VarsWriter, HEADER_LEN};
 use crate::routing::{Var, VarLookup};
 
 /// The packet: `modifier1 | size | modifier2`, `vars`, then `appended`.
@@ -13,7 +13,12 @@ pub fn uwsgi_packet(
     vars: &[Var],
     appended: &[Var],
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut w = VarsWriter::new(modifier1, modifier2);
+    let size: usize = vars
+        .iter()
+        .chain(appended)
+        .map(|(k, v)| 4 + k.len() + v.len())
+        .sum();
+    let mut w = VarsWriter::append_to(Vec::with_capacity(HEADER_LEN + size), modifier1, modifier2);
     w.extend(vars.iter().map(|(k, v)| (k, v)))?;
     w.extend(appended.iter().map(|(k, v)| (k, v)))?;
     Ok(w.finish())
