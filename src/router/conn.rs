@@ -116,6 +116,8 @@ pub(crate) struct Conn {
     /// The client's socket had nothing more at the last read: new bytes
     /// come with a readiness event, so there is no read until then.
     client_quiet: bool,
+    /// The poll reported the client's end (or an error): read until it is seen.
+    client_hup: bool,
     out: Outbox,
     stage: Stage,
     pub(crate) deadline: Option<Instant>,
@@ -142,6 +144,7 @@ impl Conn {
             inbuf: Vec::new(),
             client_eof: false,
             client_quiet: false,
+            client_hup: false,
             out: Outbox::default(),
             stage: Stage::Head,
             deadline: Some(deadline),
@@ -152,11 +155,12 @@ impl Conn {
 
     /// The poll says `side` (0: the client, 1: the backend) has bytes, an
     /// end or an error to read.
-    pub(crate) fn readable(&mut self, side: usize) {
+    pub(crate) fn readable(&mut self, side: usize, hup: bool) {
         if side == 0 {
             self.client_quiet = false;
+            self.client_hup |= hup;
         } else if let Stage::Proxy(p) = &mut self.stage {
-            p.backend_readable();
+            p.backend_readable(hup);
         }
     }
 
@@ -286,7 +290,7 @@ impl Conn {
             .saturating_sub(self.inbuf.len())
             .max(1);
         let read = read_some_detailed(&mut self.client, &mut self.inbuf, room);
-        self.client_quiet = read.drained;
+        self.client_quiet = read.drained && !self.client_hup;
         match read.outcome {
             ReadOutcome::Data => {
                 if was_empty {
@@ -309,6 +313,7 @@ impl Conn {
             out: &mut self.out,
             eof: &mut self.client_eof,
             quiet: &mut self.client_quiet,
+            hup: self.client_hup,
             token: conn_token(self.key, 1),
         };
         match p.step(&mut side, sh) {

@@ -75,6 +75,8 @@ pub(crate) struct ClientSide<'a> {
     pub eof: &'a mut bool,
     /// Nothing to read from the client until its next readiness event.
     pub quiet: &'a mut bool,
+    /// The client's end was reported: never quiet.
+    pub hup: bool,
     pub token: Token,
 }
 
@@ -129,6 +131,8 @@ pub(crate) struct Proxy {
     /// Nothing to read from the backend until its next readiness event
     /// (it says nothing before it has the request).
     backend_quiet: bool,
+    /// The poll reported the backend's end: read until it is seen.
+    backend_hup: bool,
 }
 
 /// The backend connection's marker (see `protocol::uwsgi::KEEP_HEADER`).
@@ -208,12 +212,14 @@ impl Proxy {
             chunk_carry: Vec::new(),
             keeping: Keeping::default(),
             backend_quiet: true,
+            backend_hup: false,
         }
     }
 
     /// The poll says the backend has something to read.
-    pub(crate) fn backend_readable(&mut self) {
+    pub(crate) fn backend_readable(&mut self, hup: bool) {
         self.backend_quiet = false;
+        self.backend_hup |= hup;
     }
 
     /// Sends the request on `stream`, a connection to `name` kept from
@@ -263,6 +269,7 @@ impl Proxy {
         self.connected = false;
         self.keeping = Keeping::default();
         self.backend_quiet = true;
+        self.backend_hup = false;
         self.to_backend = Outbox::default();
         self.resp = Resp::Head(Vec::new());
         match self.connect_next(token, sh) {
@@ -516,7 +523,7 @@ impl Proxy {
             return None;
         }
         let read = read_some_detailed(c.stream, c.inbuf, READ_AHEAD);
-        *c.quiet = read.drained;
+        *c.quiet = read.drained && !c.hup;
         match read.outcome {
             ReadOutcome::Data => Some(ProxyStep::Progress),
             ReadOutcome::WouldBlock => None,

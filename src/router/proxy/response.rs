@@ -21,7 +21,7 @@ impl Proxy {
         };
         self.rbuf.clear();
         let read = read_some_detailed(backend, &mut self.rbuf, sh.cfg.buffer_size);
-        self.backend_quiet = read.drained;
+        self.backend_quiet = read.drained && !self.backend_hup;
         match (read.outcome, read.reset) {
             (ReadOutcome::WouldBlock, _) => ProxyStep::Idle,
             (ReadOutcome::Data, _) => {
