@@ -254,7 +254,10 @@ impl<'a> Gateway<'a> {
                         let key = (t - CONN_BASE) / 2;
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             if let Some(conn) = self.conns.get_mut(key) {
-                                conn.readable((t - CONN_BASE) % 2, event.is_read_closed() || event.is_error());
+                                conn.readable(
+                                    (t - CONN_BASE) % 2,
+                                    event.is_read_closed() || event.is_error(),
+                                );
                             }
                         }
                         self.drive(key);

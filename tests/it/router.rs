@@ -813,16 +813,18 @@ fn mime_route_var() {
     }
 }
 
-/// Review: a backend's last bytes and its close often arrive together; the
-/// router must still see the end (it used to wait for a readiness event
-/// that never comes).
+/// A backend's last bytes and its close often arrive together, in one
+/// readiness event: the router must still read on to the end, not wait for
+/// another event that never comes.
 #[test]
 fn a_response_ended_by_close_reaches_the_client_with_its_end() {
     let dir = TempDir::new();
     let s0 = Backend::start(
         &dir.path().join("s0.sock"),
         answer(|_| {
-            Reply::Bytes(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close\n".to_vec())
+            Reply::Bytes(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close\n".to_vec(),
+            )
         }),
     );
     let router = Router::start(dir.path(), &[], Some(&s0.path));
@@ -831,6 +833,9 @@ fn a_response_ended_by_close_reaches_the_client_with_its_end() {
         let got = exchange(router.addr, b"GET / HTTP/1.0\r\nHost: a\r\n\r\n");
         assert!(text(&got).ends_with("until close\n"), "{}", text(&got));
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(2), "round {round}: the end came after {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: the end came after {took:?}"
+        );
     }
 }
