@@ -45,6 +45,7 @@ const MAGIC: &str = concat!(
 pub fn run(cfg: &EmperorConfig) -> i32 {
     if let Some(path) = sibling() {
         let e = exec(&path, cfg);
+        crate::sys::process::ignore_sigpipe();
         eprintln!(
             "execve(): {} [{}]: running the emperor in this process",
             crate::config::logic::strerror(&e),

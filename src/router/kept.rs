@@ -1,14 +1,16 @@
-//! Kept backend connections and the workers behind them.
+//! Kept backend connections and the requests in flight behind them.
 //!
 //! A ruwsgi worker keeps a connection the router marked (see
-//! `protocol::uwsgi::KEEP_HEADER`) and names itself in that header: one
-//! worker thread, which serves its kept connections one request at a
-//! time. A client connection reuses its kept backend connection for its
-//! next request, so that request waits for the same worker thread. When
-//! that thread is busy with a slow request (nothing completed for
-//! [`STUCK_AFTER`] while requests wait on it), the router sends the
-//! request on a new connection instead, which any idle worker may accept,
-//! as under uWSGI: a slow page never holds up the fast ones behind it for
+//! `protocol::uwsgi::KEEP_HEADER`), and serves its kept connections one
+//! request at a time. A client connection reuses its kept backend
+//! connection for its next request, so that request goes to the same
+//! worker thread, which may be busy with a slow request it took from any
+//! client. The router cannot see which worker took which new connection,
+//! so it watches each backend address as a whole: while a request to it
+//! has been in flight for longer than [`STUCK_AFTER`] (a slow page, a slow
+//! upload), kept connections to that address are not reused and each
+//! request goes on a new connection, which any idle worker may accept, as
+//! under uWSGI. A slow page never holds up the fast ones behind it for
 //! longer than that.
 //!
 //! Kept connections wait here between their client's requests, and hold
@@ -18,7 +20,7 @@
 //! router never runs out of descriptors for new clients and backends.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,23 +28,10 @@ use slab::Slab;
 
 use super::io::Stream;
 
-/// How long a worker thread with requests waiting on it may complete
-/// nothing before its kept connections stop being reused.
+/// How long a request to an address may be in flight before kept
+/// connections to that address stop being reused.
 pub(crate) const STUCK_AFTER: Duration = Duration::from_millis(20);
 
-/// Workers remembered before the idle ones are forgotten (pids change as
-/// workers are respawned).
-const MAX_WORKERS: usize = 4096;
-
-#[derive(Debug)]
-struct Load {
-    /// Requests sent on kept connections and not answered yet.
-    waiting: u32,
-    /// The last completion, or when requests started waiting.
-    since: Instant,
-}
-
-/// What the router knows of each worker thread, by the name it gives.
 /// A backend connection a ruwsgi worker keeps open between requests.
 #[derive(Debug)]
 pub(crate) struct Kept {
@@ -50,8 +39,6 @@ pub(crate) struct Kept {
     pub name: String,
     /// Still registered under its client connection's backend token.
     pub stream: Stream,
-    /// The worker thread behind it, as it names itself.
-    pub worker: Box<[u8]>,
 }
 
 /// A kept connection waiting in [`Loads`].
@@ -62,9 +49,12 @@ struct Idle {
     generation: u64,
 }
 
+/// The kept connections and the requests in flight, for the whole loop.
 #[derive(Debug)]
 pub(crate) struct Loads {
-    map: HashMap<Box<[u8]>, Load>,
+    /// Requests in flight per backend address: (start, sequence number).
+    flights: HashMap<String, BTreeSet<(Instant, u64)>>,
+    sequence: u64,
     /// Kept connections waiting for their client's next request.
     idle: Slab<Idle>,
     /// `idle` keys, the longest unused first (with stale entries).
@@ -86,7 +76,8 @@ pub(crate) type SharedLoads = Rc<RefCell<Loads>>;
 impl Loads {
     pub(crate) fn with_room(max_idle: usize) -> Loads {
         Loads {
-            map: HashMap::new(),
+            flights: HashMap::new(),
+            sequence: 0,
             idle: Slab::new(),
             order: VecDeque::new(),
             generation: 0,
@@ -121,30 +112,13 @@ impl Loads {
         }
     }
 
-    /// Requests wait on `worker` and it has completed none for
-    /// [`STUCK_AFTER`].
-    pub(crate) fn stuck(&self, worker: &[u8], now: Instant) -> bool {
-        self.map
-            .get(worker)
-            .is_some_and(|l| l.waiting > 0 && now.duration_since(l.since) > STUCK_AFTER)
-    }
-
-    /// A response from `worker` completed.
-    pub(crate) fn done(&mut self, worker: &[u8], now: Instant) {
-        if let Some(l) = self.map.get_mut(worker) {
-            l.since = now;
-        } else {
-            if self.map.len() >= MAX_WORKERS {
-                self.map.retain(|_, l| l.waiting > 0);
-            }
-            self.map.insert(
-                worker.into(),
-                Load {
-                    waiting: 0,
-                    since: now,
-                },
-            );
-        }
+    /// A request to `addr` has been in flight for longer than
+    /// [`STUCK_AFTER`]: some worker behind it is busy with it.
+    pub(crate) fn slow(&self, addr: &str, now: Instant) -> bool {
+        self.flights
+            .get(addr)
+            .and_then(BTreeSet::first)
+            .is_some_and(|(t, _)| now.duration_since(*t) > STUCK_AFTER)
     }
 }
 
@@ -189,36 +163,36 @@ impl Drop for KeptHandle {
     }
 }
 
-/// A request waiting on a worker's kept connection; counted while it
-/// lives.
+/// A request in flight to a backend address; counted while it lives.
 #[derive(Debug)]
-pub(crate) struct Waiting {
+pub(crate) struct InFlight {
     loads: SharedLoads,
-    worker: Box<[u8]>,
+    addr: String,
+    key: (Instant, u64),
 }
 
-impl Waiting {
-    pub(crate) fn start(loads: &SharedLoads, worker: &[u8], now: Instant) -> Waiting {
+impl InFlight {
+    pub(crate) fn start(loads: &SharedLoads, addr: &str, now: Instant) -> InFlight {
         let mut l = loads.borrow_mut();
-        let load = l.map.entry(worker.into()).or_insert(Load {
-            waiting: 0,
-            since: now,
-        });
-        if load.waiting == 0 {
-            load.since = now;
-        }
-        load.waiting += 1;
-        Waiting {
+        l.sequence += 1;
+        let key = (now, l.sequence);
+        l.flights.entry(addr.to_string()).or_default().insert(key);
+        InFlight {
             loads: loads.clone(),
-            worker: worker.into(),
+            addr: addr.to_string(),
+            key,
         }
     }
 }
 
-impl Drop for Waiting {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(l) = self.loads.borrow_mut().map.get_mut(&self.worker) {
-            l.waiting = l.waiting.saturating_sub(1);
+        let mut l = self.loads.borrow_mut();
+        if let Some(set) = l.flights.get_mut(&self.addr) {
+            set.remove(&self.key);
+            if set.is_empty() {
+                l.flights.remove(&self.addr);
+            }
         }
     }
 }
@@ -232,7 +206,6 @@ mod tests {
         Kept {
             name: name.into(),
             stream: Stream::Unix(a),
-            worker: b"w".to_vec().into_boxed_slice(),
         }
     }
 
@@ -262,28 +235,22 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_is_stuck_only_while_requests_wait_without_completions() {
+    fn an_address_is_slow_while_a_request_to_it_is_in_flight_too_long() {
         let loads: SharedLoads = Rc::default();
         let t0 = Instant::now();
-        let later = t0 + STUCK_AFTER * 2;
-        // Unknown, or idle for long: not stuck.
-        assert!(!loads.borrow().stuck(b"w", later));
-        loads.borrow_mut().done(b"w", t0);
-        assert!(!loads.borrow().stuck(b"w", later));
-        // A request waits from `later`; nothing completes.
-        let first = Waiting::start(&loads, b"w", later);
-        assert!(!loads.borrow().stuck(b"w", later + STUCK_AFTER / 2));
-        assert!(loads.borrow().stuck(b"w", later + STUCK_AFTER * 2));
-        // Completions keep it fresh while requests keep waiting.
-        let second = Waiting::start(&loads, b"w", later);
-        loads.borrow_mut().done(b"w", later + STUCK_AFTER * 2);
+        assert!(!loads.borrow().slow("a", t0 + STUCK_AFTER * 9));
+        let first = InFlight::start(&loads, "a", t0);
+        let later = InFlight::start(&loads, "a", t0 + STUCK_AFTER);
+        assert!(!loads.borrow().slow("a", t0 + STUCK_AFTER / 2));
+        assert!(loads.borrow().slow("a", t0 + STUCK_AFTER * 3 / 2));
+        // Other addresses are unaffected.
+        assert!(!loads.borrow().slow("b", t0 + STUCK_AFTER * 3));
+        // The oldest one counts; when it ends, the next.
         drop(first);
-        assert!(!loads.borrow().stuck(b"w", later + STUCK_AFTER * 2));
-        assert!(loads.borrow().stuck(b"w", later + STUCK_AFTER * 4));
-        drop(second);
-        assert!(!loads.borrow().stuck(b"w", later + STUCK_AFTER * 9));
-        // Other workers are unaffected.
-        let _w = Waiting::start(&loads, b"v", t0);
-        assert!(!loads.borrow().stuck(b"w", later));
+        assert!(!loads.borrow().slow("a", t0 + STUCK_AFTER * 3 / 2));
+        assert!(loads.borrow().slow("a", t0 + STUCK_AFTER * 5 / 2));
+        drop(later);
+        assert!(!loads.borrow().slow("a", t0 + STUCK_AFTER * 9));
+        assert!(loads.borrow().flights.is_empty());
     }
 }

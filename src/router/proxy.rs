@@ -133,6 +133,9 @@ pub(crate) struct Proxy {
     backend_quiet: bool,
     /// The poll reported the backend's end: read until it is seen.
     backend_hup: bool,
+    /// Counts this request as in flight to its uwsgi address while it
+    /// lives (held for its `Drop`; see [`super::kept`]).
+    _in_flight: Option<super::kept::InFlight>,
 }
 
 /// The backend connection's marker (see `protocol::uwsgi::KEEP_HEADER`).
@@ -153,15 +156,10 @@ enum Mark {
 #[derive(Debug, Default)]
 struct Keeping {
     mark: Mark,
-    /// The worker thread that said it keeps the connection, by its name.
-    worker: Option<Box<[u8]>>,
     /// The response ended cleanly after the worker said so.
     keeps: bool,
     /// The backend sent bytes past the end of the response.
     overrun: bool,
-    /// Counts this request against a reused connection's worker while it
-    /// lives (held for its `Drop`).
-    _waiting: Option<super::kept::Waiting>,
 }
 
 /// The descriptor the router attaches to the first bytes of a new uwsgi
@@ -213,6 +211,7 @@ impl Proxy {
             keeping: Keeping::default(),
             backend_quiet: true,
             backend_hup: false,
+            _in_flight: None,
         }
     }
 
@@ -223,20 +222,15 @@ impl Proxy {
     }
 
     /// Sends the request on `stream`, a connection to `name` kept from
-    /// the previous exchange by `worker` (still registered under this
-    /// connection's backend token). Only for requests without a body.
+    /// the previous exchange (still registered under this connection's
+    /// backend token). Only for requests without a body.
     pub(crate) fn reuse(mut self, kept: super::kept::Kept, sh: &Shared<'_>) -> Proxy {
-        let super::kept::Kept {
-            name,
-            stream,
-            worker,
-        } = kept;
+        let super::kept::Kept { name, stream } = kept;
         self.keeping = Keeping {
             mark: Mark::Reused,
-            _waiting: Some(super::kept::Waiting::start(sh.loads, &worker, sh.now)),
-            worker: Some(worker),
             ..Keeping::default()
         };
+        self._in_flight = Some(super::kept::InFlight::start(sh.loads, &name, sh.now));
         self.pick = Some(Pick::named(&name));
         self.backend = Some(stream);
         self.connected = true;
@@ -258,7 +252,6 @@ impl Proxy {
         Some(super::kept::Kept {
             name: self.backend_name().to_string(),
             stream: self.backend.take()?,
-            worker: self.keeping.worker.take()?,
         })
     }
 
@@ -383,6 +376,10 @@ impl Proxy {
                         && stream.unix_fd().is_some()
                         && marker_fd().is_some();
                     self.keeping.mark = if markable { Mark::Pending } else { Mark::None };
+                    if self.kind == "uwsgi" {
+                        self._in_flight =
+                            Some(super::kept::InFlight::start(sh.loads, &pick.name, sh.now));
+                    }
                     self.backend = Some(stream);
                     self.connected = false;
                     self.connect_started = Some(sh.now);
@@ -493,9 +490,33 @@ impl Proxy {
                     self.keeping.mark = Mark::None;
                     return self.to_backend.flush_to(b);
                 };
-                let flushed = self
-                    .to_backend
-                    .flush_via(|bytes| crate::sys::socket::send_with_fd(fd, bytes, marker));
+                // The kernel may refuse the descriptor (more in flight than
+                // the descriptor limit: ETOOMANYREFS) while the socket is
+                // fine: then the bytes go without it.
+                let mut refused = None;
+                let flushed = self.to_backend.flush_via(|bytes| {
+                    crate::sys::socket::send_with_fd(fd, bytes, marker).inspect_err(|e| {
+                        use std::io::ErrorKind::*;
+                        if !matches!(
+                            e.kind(),
+                            WouldBlock | Interrupted | BrokenPipe | ConnectionReset
+                        ) {
+                            refused = Some(strerror(e));
+                        }
+                    })
+                });
+                if let Some(why) = refused {
+                    static LOGGED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        let name = self.pick.as_ref().map_or("", |p| p.name.as_str());
+                        log(&format!(
+                            "[uwsgi-http] cannot mark the connection to {name} ({why}): connections are not kept while this lasts"
+                        ));
+                    }
+                    self.keeping.mark = Mark::None;
+                    return self.to_backend.flush_to(b);
+                }
                 if flushed == Flush::Progress {
                     self.keeping.mark = Mark::Sent;
                 }

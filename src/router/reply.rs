@@ -28,10 +28,10 @@ pub struct BackendHead {
     /// A `Connection` header whose value is exactly `close`.
     pub connection_close: bool,
     pub has_connection: bool,
-    /// A ruwsgi worker will keep the connection open after this response,
-    /// and this is its name (`protocol::uwsgi::KEEP_HEADER`; meaningful
-    /// only on a connection the router marked).
-    pub keep: Option<Vec<u8>>,
+    /// A ruwsgi worker will keep the connection open after this response
+    /// (`protocol::uwsgi::KEEP_HEADER`; meaningful only on a connection
+    /// the router marked).
+    pub keep: bool,
     /// The head's bytes; the status line and the header lines are ranges
     /// of it, without line ends (one allocation per head, not per line).
     raw: Vec<u8>,
@@ -62,7 +62,7 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
     let mut chunked = false;
     let mut connection_close = false;
     let mut has_connection = false;
-    let mut keep = None;
+    let mut keep = false;
     for h in response.headers.iter() {
         let value = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -89,7 +89,7 @@ pub fn parse_backend_head(buf: &[u8]) -> HeadParse {
             .as_bytes()
             .eq_ignore_ascii_case(crate::protocol::uwsgi::KEEP_HEADER)
         {
-            keep = Some(value.to_vec());
+            keep = true;
         }
     }
     let raw = buf[..head_len].to_vec();

@@ -227,3 +227,13 @@ pub fn descriptor_limit() -> Option<u64> {
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
+
+/// Ignores SIGPIPE again (as the Rust runtime sets it up at start): a
+/// failed `Command::exec` has already reset it to the default, which would
+/// let a write to a closed pipe or socket kill the process.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

@@ -100,8 +100,6 @@ pub(crate) struct Reply {
     spool: Option<Spool>,
     /// Header edits from the worker's routing rules (`addheader`, ...).
     pub(crate) header_ops: Vec<crate::routing::HeaderOp>,
-    /// This worker thread's name in the keep header (`pid-core`).
-    pub(crate) keep_name: Vec<u8>,
 }
 
 /// `std::io::Error`'s text without the " (os error N)" tail, as strerror.
@@ -166,7 +164,6 @@ impl Reply {
             reusable: false,
             spool: None,
             header_ops: Vec::new(),
-            keep_name: Vec::new(),
         }
     }
 
@@ -255,8 +252,7 @@ impl Reply {
         };
         self.reusable = !app.app_close && self.framing != Framing::Raw;
         if self.reusable {
-            let name = std::mem::take(&mut self.keep_name);
-            headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), name));
+            headers.push((crate::protocol::uwsgi::KEEP_HEADER.to_vec(), b"1".to_vec()));
         }
     }
 

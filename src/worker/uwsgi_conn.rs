@@ -181,9 +181,6 @@ fn serve_one(env: &Env<'_>, mut wire: Wire) -> Option<Wire> {
         head: method == b"HEAD",
     };
     let mut reply = Reply::new(wire, Body::length(length), proto, protocol.to_vec(), who);
-    if let Proto::Uwsgi { keep: true, .. } = proto {
-        reply.keep_name = format!("{}-{}", env.pid, env.core).into_bytes();
-    }
     env.request_started();
     let do_log;
     let extra = match super::route::request(env, &vars, &mut reply) {

@@ -1285,6 +1285,19 @@ fn without_the_sibling_the_emperor_runs_in_the_uwsgi_process() {
         )),
         "{log}"
     );
+    // The failed exec reset SIGPIPE; the emperor ignores it again, or a
+    // write to a vanished vassal's pipe would kill it.
+    let status = fs::read_to_string(format!("/proc/{}/status", em.pid)).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap();
+    assert_ne!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SigIgn {ignored:#x}"
+    );
     drop(em);
 
     // A sibling of another build hands the configuration back (as this

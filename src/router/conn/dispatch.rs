@@ -218,8 +218,9 @@ impl Conn {
         self.deadline = Some(sh.now + sh.cfg.connect_timeout);
         // A kept backend connection serves the next request to the same
         // address when that request has no body (a failure before the
-        // response can then be retried safely) and its worker is not stuck
-        // on a slow request; otherwise it is closed.
+        // response can then be retried safely) and no request to that
+        // address is taking long (a worker is busy with it: see
+        // `router::kept`); otherwise it is closed.
         let kept = self.kept.take().and_then(|h| h.take()).filter(|k| {
             matches!(body, BodyIn::None)
                 && matches!(proto, Proto::Uwsgi { .. })
@@ -227,7 +228,7 @@ impl Conn {
                     Target::Fixed(t) => *t == k.name,
                     Target::Pool => sh.pool.sticky_node() == Some(k.name.as_str()),
                 }
-                && !sh.loads.borrow().stuck(&k.worker, sh.now)
+                && !sh.loads.borrow().slow(&k.name, sh.now)
         });
         let body = match body {
             // Upgrades and raw mode: only after the 101 (or as it comes).

@@ -28,11 +28,6 @@ impl Proxy {
                 let data = std::mem::take(&mut self.rbuf);
                 let step = self.absorb(&data, c, sh);
                 self.rbuf = data;
-                if let (ProxyStep::Finished { .. }, true, Some(w)) =
-                    (&step, self.keeping.keeps, &self.keeping.worker)
-                {
-                    sh.loads.borrow_mut().done(w, sh.now);
-                }
                 step
             }
             // The worker closed the kept connection without reading the
@@ -107,10 +102,9 @@ impl Proxy {
         c: &mut ClientSide<'_>,
         sh: &mut Shared<'_>,
     ) -> ProxyStep {
-        let worker_keeps = self.keeping.mark != Mark::None && head.keep.is_some();
+        let worker_keeps = self.keeping.mark != Mark::None && head.keep;
         if worker_keeps {
             head.remove_keep_line();
-            self.keeping.worker = head.keep.take().map(Vec::into_boxed_slice);
         }
         let ops = super::super::conn::response_ops(&self.req, head.status, sh);
         let framing = head.framing(self.req.head_method);
