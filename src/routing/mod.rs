@@ -68,6 +68,10 @@ const MEMO_MIN_PATTERNS: usize = 16;
 /// client sending random hosts costs an insert, never unbounded memory).
 const MEMO_ENTRIES: usize = 256;
 
+/// Longer subject texts are matched every time, not remembered (a memo of
+/// 256 long hostile texts would hold megabytes).
+const MEMO_MAX_TEXT: usize = 256;
+
 impl SubjectSet {
     /// Which of the set's patterns match `text` (`None`: no set was built).
     pub(crate) fn matches(&self, text: &[u8]) -> Option<regex::bytes::SetMatches> {
@@ -78,7 +82,7 @@ impl SubjectSet {
             static MEMO: RefCell<Memo> = RefCell::new(HashMap::new());
         }
         let set = self.set.as_ref()?;
-        if set.len() < MEMO_MIN_PATTERNS {
+        if set.len() < MEMO_MIN_PATTERNS || text.len() > MEMO_MAX_TEXT {
             return Some(set.matches(text));
         }
         MEMO.with(|memo| {
