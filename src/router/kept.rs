@@ -52,14 +52,14 @@ struct Idle {
 /// The kept connections and the requests in flight, for the whole loop.
 #[derive(Debug)]
 pub(crate) struct Loads {
-    /// Requests in flight per backend address: (start, sequence number).
+    /// Requests in flight per backend address: (start, a unique number).
     flights: HashMap<String, BTreeSet<(Instant, u64)>>,
+    /// The last unique number handed out (flights and kept generations).
     sequence: u64,
     /// Kept connections waiting for their client's next request.
     idle: Slab<Idle>,
     /// `idle` keys, the longest unused first (with stale entries).
     order: VecDeque<(usize, u64)>,
-    generation: u64,
     max_idle: usize,
 }
 
@@ -80,7 +80,6 @@ impl Loads {
             sequence: 0,
             idle: Slab::new(),
             order: VecDeque::new(),
-            generation: 0,
             max_idle: max_idle.max(1),
         }
     }
@@ -101,8 +100,8 @@ impl Loads {
             let Loads { idle, order, .. } = &mut *l;
             order.retain(|&(k, g)| idle.get(k).is_some_and(|w| w.generation == g));
         }
-        l.generation += 1;
-        let generation = l.generation;
+        l.sequence += 1;
+        let generation = l.sequence;
         let key = l.idle.insert(Idle { kept, generation });
         l.order.push_back((key, generation));
         KeptHandle {

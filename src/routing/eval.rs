@@ -236,12 +236,10 @@ impl State<'_> {
         next
     }
 
-    /// Makes set `idx`'s matches current; false when its subject is unset.
+    /// Makes set `idx`'s matches current; false when its subject is unset
+    /// or no `RegexSet` could be built for it.
     fn refresh(&mut self, idx: usize) -> bool {
         let set = &self.chain.sets[idx];
-        if set.set.is_none() {
-            return false;
-        }
         let generation = self.vars.added.len();
         if matches!(&self.cache[idx], Some((g, _)) if *g == generation) {
             return true;
@@ -272,17 +270,9 @@ impl State<'_> {
         let Some(slot) = slot.filter(|_| set.set.is_some()) else {
             return true;
         };
-        let generation = self.vars.added.len();
-        let fresh = matches!(&self.cache[idx], Some((g, _)) if *g == generation);
-        if !fresh {
-            let Some(text) = subject.vars().iter().find_map(|k| self.vars.get(k)) else {
-                // No subject: no pattern rule on it applies.
-                return false;
-            };
-            let Some(found) = set.matches(text) else {
-                return true;
-            };
-            self.cache[idx] = Some((generation, found));
+        if !self.refresh(idx) {
+            // No subject: no pattern rule on it applies.
+            return false;
         }
         self.cache[idx]
             .as_ref()

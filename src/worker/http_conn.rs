@@ -107,46 +107,16 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) ->
     serve_wire(env, Wire::new(conn.stream), &conn.peer, keep_going)
 }
 
-/// What became of a parked connection that looked readable.
-pub(crate) enum Resumed {
-    /// Served what it sent (or nothing had come): park it again.
-    Park(Wire),
-    /// Closed by the client, or not reusable: dropped.
-    Closed,
-}
-
 /// A parked connection turned readable: serves its requests, or finds the
-/// client closed it, or finds nothing (readiness is only a hint).
+/// client closed it, or finds nothing (readiness is only a hint). Returns
+/// it when it is to be parked again.
 pub(crate) fn resume(
     env: &Env<'_>,
     wire: Wire,
     peer: &str,
     keep_going: &dyn Fn() -> bool,
-) -> Resumed {
-    Resumed::serving(env, wire, |w| serve_wire(env, w, peer, keep_going))
-}
-
-impl Resumed {
-    /// Reads what a parked connection that looked readable has (nothing
-    /// yet: parked again; its end: closed), then lets `serve` have it.
-    pub(crate) fn serving(
-        env: &Env<'_>,
-        mut wire: Wire,
-        serve: impl FnOnce(Wire) -> Option<Wire>,
-    ) -> Resumed {
-        if wire.buffered().is_empty() {
-            match wire.fill_now(env.config.buffer_size.max(1)) {
-                Ok(0) => return Resumed::Closed,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Resumed::Park(wire),
-                Err(_) => return Resumed::Closed,
-            }
-        }
-        match serve(wire) {
-            Some(w) => Resumed::Park(w),
-            None => Resumed::Closed,
-        }
-    }
+) -> Option<Wire> {
+    super::resume_parked(env, wire, |w| serve_wire(env, w, peer, keep_going))
 }
 
 fn serve_wire(

@@ -376,6 +376,25 @@ fn is_transient(e: &std::io::Error) -> bool {
     )
 }
 
+/// A parked connection that looked readable: reads what it has (nothing
+/// yet: parked again; its end: closed), then lets `serve` have it.
+/// Returns the connection when it is to be parked again.
+fn resume_parked(
+    env: &Env<'_>,
+    mut wire: body::Wire,
+    serve: impl FnOnce(body::Wire) -> Option<body::Wire>,
+) -> Option<body::Wire> {
+    if wire.buffered().is_empty() {
+        match wire.fill_now(env.config.buffer_size.max(1)) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(wire),
+            Err(_) => return None,
+        }
+    }
+    serve(wire)
+}
+
 /// A connection for [`serve_conn`].
 enum Incoming<'a> {
     New(Conn),
@@ -411,16 +430,10 @@ fn serve_conn(
         (SocketProto::Uwsgi, Incoming::New(conn)) => uwsgi_conn::serve(&env, conn, &keep_going),
         (SocketProto::Http, Incoming::New(conn)) => http_conn::serve(&env, conn, &keep_going),
         (SocketProto::Uwsgi, Incoming::Parked(wire, _)) => {
-            match uwsgi_conn::resume(&env, wire, &keep_going) {
-                http_conn::Resumed::Park(w) => Some(w),
-                http_conn::Resumed::Closed => None,
-            }
+            uwsgi_conn::resume(&env, wire, &keep_going)
         }
         (SocketProto::Http, Incoming::Parked(wire, peer)) => {
-            match http_conn::resume(&env, wire, peer, &keep_going) {
-                http_conn::Resumed::Park(w) => Some(w),
-                http_conn::Resumed::Closed => None,
-            }
+            http_conn::resume(&env, wire, peer, &keep_going)
         }
     };
     // A connection that carried no request (a probe) recycles nothing.

@@ -82,12 +82,9 @@ pub(crate) fn serve(env: &Env<'_>, conn: Conn, keep_going: &dyn Fn() -> bool) ->
 
 /// A parked (kept) connection turned readable: serves what it sent, or
 /// finds it closed, or finds nothing yet (readiness is only a hint).
-pub(crate) fn resume(
-    env: &Env<'_>,
-    wire: Wire,
-    keep_going: &dyn Fn() -> bool,
-) -> super::http_conn::Resumed {
-    super::http_conn::Resumed::serving(env, wire, |w| serve_wire(env, w, keep_going))
+/// Returns it when it is to be parked again.
+pub(crate) fn resume(env: &Env<'_>, wire: Wire, keep_going: &dyn Fn() -> bool) -> Option<Wire> {
+    super::resume_parked(env, wire, |w| serve_wire(env, w, keep_going))
 }
 
 /// Requests one after the other while the connection is kept and more
