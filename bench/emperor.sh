@@ -131,14 +131,19 @@ vassal() {
         "$2" "$3" "${4:-2}" >"$1"
 }
 
+# emperor_cmd NAME DIR: sets CMD to NAME's emperor command on DIR/vassals.
+emperor_cmd() {
+    if [ "$1" = uwsgi ]; then
+        CMD=("$UWSGI" --plugins python3 --emperor "$2/vassals")
+    else
+        CMD=("$OURS" --emperor "$2/vassals")
+    fi
+}
+
 # launch NAME DIR: starts NAME's emperor on DIR/vassals (own process group).
 launch() {
-    local bin=$OURS extra=()
-    if [ "$1" = uwsgi ]; then
-        bin=$UWSGI
-        extra=(--plugins python3)
-    fi
-    setsid "$bin" "${extra[@]}" --emperor "$2/vassals" >>"$2/emperor.log" 2>&1 &
+    emperor_cmd "$1" "$2"
+    setsid "${CMD[@]}" >>"$2/emperor.log" 2>&1 &
     EMPEROR=$!
 }
 
@@ -181,12 +186,11 @@ cold_run() {
         i=$((i + 1))
         vassal "$dir/vassals/v$i.ini" "$p" "$dir" 1
     done
-    local start
-    start=$(date +%s.%N)
-    launch "$name" "$dir"
+    # The client launches the emperor, so that its own start-up is not
+    # timed, and stops it.
+    emperor_cmd "$name" "$dir"
     # shellcheck disable=SC2086
-    $CLIENT wait "$start" 120 $ports
-    stop_emperor
+    $CLIENT cold "$dir/emperor.log" 120 $ports -- "${CMD[@]}"
 }
 
 median() {
