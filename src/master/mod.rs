@@ -223,13 +223,10 @@ impl Instance<'_> {
                     return Err(reload::Failed { error, aux });
                 }
                 Err(error) if handover.has_workers() => return Err(reload::Failed { error, aux }),
-                Err(e) => {
-                    log(e);
-                    if self.master.need_app {
-                        log("*** no app loaded. GAME OVER ***");
-                        return Ok(Serve::Exit(exit_code::FAILED_APP));
-                    }
-                    None
+                Err(_) => {
+                    // Only need-app makes a missing app an error.
+                    log("*** no app loaded. GAME OVER ***");
+                    return Ok(Serve::Exit(exit_code::FAILED_APP));
                 }
             }
         };
@@ -358,8 +355,8 @@ fn loaded_or_load<'a>(
     }
     match python::load_apps(cfg) {
         Ok(a) => Ok(slot.insert(a)),
-        Err(e) => {
-            log(e);
+        Err(_) => {
+            log("*** no app loaded. GAME OVER ***");
             Err(exit_code::FAILED_APP)
         }
     }

@@ -187,7 +187,7 @@ pub fn load_apps(cfg: &PythonConfig) -> Result<Apps, String> {
     });
     if apps.is_empty() {
         if cfg.need_app {
-            log::line("*** no app loaded. GAME OVER ***");
+            // The caller says GAME OVER, or keeps the old workers (reload).
             return Err("no app loaded".into());
         }
         log::line("*** no app loaded. going in full dynamic mode ***");
@@ -261,12 +261,7 @@ fn load_file(py: Python<'_>, path: &str, callable: &str) -> Loaded {
     };
     let name = file_module_name(path);
     let code = (|| {
-        let builtins = py.import("builtins")?;
-        let compiled = builtins.getattr("compile")?.call1((
-            pyo3::types::PyBytes::new(py, &source),
-            path,
-            "exec",
-        ))?;
+        let compiled = interp::compile_file(py, &source, path)?;
         // What types.ModuleType(name) makes, without importing `types`
         // (a measurable part of a vassal's start).
         let module = pyo3::types::PyModule::new(py, name.as_str())?;
@@ -275,7 +270,7 @@ fn load_file(py: Python<'_>, path: &str, callable: &str) -> Loaded {
             .getattr("modules")?
             .set_item(name.as_str(), &module)?;
         let globals = module.getattr("__dict__")?;
-        builtins
+        py.import("builtins")?
             .getattr("exec")?
             .call1(PyTuple::new(py, [compiled, globals.clone()])?)?;
         Ok::<_, PyErr>(globals)

@@ -938,8 +938,57 @@ fn import_error_with_need_app_exits_22() {
     assert_eq!(out.rc, 22, "{err}");
     let import = "ModuleNotFoundError: No module named 'this_module_does_not_exist'";
     assert!(err.contains(import), "{err}");
-    assert!(err.contains("*** no app loaded. GAME OVER ***"), "{err}");
+    // Said once, as uWSGI does.
+    assert_eq!(
+        err.matches("*** no app loaded. GAME OVER ***").count(),
+        1,
+        "{err}"
+    );
     assert!(!out.panicked(), "{err}");
+}
+
+/// A `wsgi-file` is compiled as Python compiles a source file: its coding
+/// declaration is honoured, and a file that cannot compile is reported
+/// with its name and line (or the reason) and no app is loaded.
+#[test]
+fn a_wsgi_file_compiles_like_a_python_source_file() {
+    let dir = TempDir::new();
+    let app = dir.path().join("latin.py");
+    // "caf\xe9" in Latin-1 under a Latin-1 declaration.
+    let mut source = b"# -*- coding: latin-1 -*-\nword = '".to_vec();
+    source.extend_from_slice(b"caf\xe9");
+    source.extend_from_slice(
+        b"'\ndef application(environ, start_response):\n    \
+          start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+          return [word.encode('utf-8')]\n",
+    );
+    std::fs::write(&app, source).expect("writing latin.py");
+    let it = Instance::start(&format!("wsgi-file = {}", app.display()));
+    it.ok(&it.get("/"), "caf\u{e9}".as_bytes());
+
+    let broken: [(&str, &[u8], &str); 2] = [
+        (
+            "syntax.py",
+            b"x = 1\ndef application(environ, start_response)\n    return []\n",
+            "syntax.py\", line 2",
+        ),
+        ("nul.py", b"x = 1\0\n", "null bytes"),
+    ];
+    for (name, text, reported) in broken {
+        let dir = TempDir::new();
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("writing the app");
+        let lines = format!(
+            "master = true\nneed-app = true\nwsgi-file = {}",
+            file.display()
+        );
+        let out = run_ini(dir.path(), write_ini(dir.path(), &lines));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.rc, 22, "{name}: {err}");
+        assert!(err.contains(reported), "{name}: no {reported:?} in\n{err}");
+        assert!(err.contains("unable to load app 0"), "{name}: {err}");
+        assert!(!out.panicked(), "{name}: {err}");
+    }
 }
 
 /// uWSGI's answer when no app is loaded (routing-and-protocol.md §5.11,
