@@ -274,9 +274,34 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
             }
             return stop;
         }
-        // One turn: a new connection from each listener that may have one,
-        // then each parked connection that spoke, so neither kind starves.
+        // One turn: each parked connection that spoke, then a new connection
+        // from each listener that may have one, so neither kind starves.
+        // Known clients first: a connection the router keeps with this
+        // worker must not wait behind a new one's slow request.
         let mut worked = false;
+        for _ in 0..parked.ready_count() {
+            if process.control.stop() != Stop::Run {
+                break;
+            }
+            let Some(taken) = parked.take_ready() else {
+                break;
+            };
+            worked = true;
+            let Some((_, listener)) = acceptors.get(taken.listener) else {
+                parked.remove(taken.key);
+                continue;
+            };
+            let peer = taken.peer.clone();
+            match serve_conn(
+                process,
+                core,
+                listener,
+                Incoming::Parked(taken.wire, &taken.peer),
+            ) {
+                Some(wire) => parked.put_back(taken.key, wire, peer),
+                None => parked.remove(taken.key),
+            }
+        }
         for (i, (acceptor, listener)) in acceptors.iter().enumerate() {
             if !pending[i] {
                 continue;
@@ -302,29 +327,6 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
                         listener.name
                     ));
                 }
-            }
-        }
-        for _ in 0..parked.ready_count() {
-            if process.control.stop() != Stop::Run {
-                break;
-            }
-            let Some(taken) = parked.take_ready() else {
-                break;
-            };
-            worked = true;
-            let Some((_, listener)) = acceptors.get(taken.listener) else {
-                parked.remove(taken.key);
-                continue;
-            };
-            let peer = taken.peer.clone();
-            match serve_conn(
-                process,
-                core,
-                listener,
-                Incoming::Parked(taken.wire, &taken.peer),
-            ) {
-                Some(wire) => parked.put_back(taken.key, wire, peer),
-                None => parked.remove(taken.key),
             }
         }
         // Block unless a listener may still have a connection queued or a

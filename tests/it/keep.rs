@@ -453,8 +453,14 @@ fn routed_requests_share_a_vassal_connection_until_its_idle_timeout() {
         assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello World!"[..]));
         assert_eq!(r.header(KEEP), None);
     }
-    // The worker holds the router's connection between requests.
-    assert_eq!(sockets_of(worker), idle + 1, "{}", vassal.tail());
+    // The worker holds the router's connection between requests (two when
+    // a slow request on a loaded machine made the router open another).
+    let held = sockets_of(worker);
+    assert!(
+        (idle + 1..=idle + 2).contains(&held),
+        "{held} sockets, {idle} before\n{}",
+        vassal.tail()
+    );
     // After socket-timeout idle it closes it; the router notices on the
     // next request and sends it on a new connection.
     let closed = wait_for(Duration::from_secs(5), || {

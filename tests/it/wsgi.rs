@@ -295,6 +295,51 @@ fn sighup_answers_a_request_waiting_on_a_parked_connection() {
     assert!(slow.text().starts_with("HTTP/1.0 200"), "{}", slow.text());
 }
 
+/// A busy worker that then finds both a parked client's request and a new
+/// connection waiting serves the parked client first: a known client (or
+/// the router's kept connection) does not wait behind a stranger's slow
+/// request.
+#[test]
+fn a_parked_client_is_served_before_a_new_connection() {
+    let it = Instance::start(
+        "master = true\nprocesses = 1\nsocket-timeout = 60\nwsgi-file = @APPS@/cases.py",
+    );
+    let worker = it.worker();
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut parked = Stream::connect(&it.h).expect("connect");
+    parked.write_all(get).unwrap();
+    assert!(read_one(&mut parked).is_some(), "{}", it.server.tail());
+    let mut busy = Stream::connect(&it.h).expect("connect");
+    busy.write_all(b"GET /sleep?0.5 HTTP/1.0\r\n\r\n").unwrap();
+    it.wait_blocked_in(
+        worker,
+        &[
+            libc::SYS_clock_nanosleep,
+            libc::SYS_nanosleep,
+            libc::SYS_select,
+            libc::SYS_pselect6,
+        ],
+        "the app never slept",
+    );
+    // Queued while the worker sleeps: a slow stranger, then the parked
+    // client's next request.
+    let mut stranger = Stream::connect(&it.h).expect("connect");
+    stranger
+        .write_all(b"GET /sleep?3 HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let asked = Instant::now();
+    parked.write_all(get).unwrap();
+    let reply = read_one(&mut parked);
+    let waited = asked.elapsed();
+    assert!(reply.is_some(), "no reply\n{}", it.server.tail());
+    assert!(
+        waited < Duration::from_secs(2),
+        "waited {waited:?} behind the stranger"
+    );
+    let slow = stranger.read_reply(Instant::now());
+    assert!(slow.text().starts_with("HTTP/1.0 200"), "{}", slow.text());
+}
+
 /// A kept-alive connection that stays idle closes after `socket-timeout`.
 #[test]
 fn idle_keep_alive_connection_closes_after_socket_timeout() {
