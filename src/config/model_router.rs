@@ -82,6 +82,9 @@ pub struct RouterConfig {
     pub mime_files: Vec<String>,
     /// `listen` backlog of the `http` sockets.
     pub listen: i32,
+    /// `http-processes` / `http-workers`: gateway processes sharing the
+    /// listening sockets (at least 1).
+    pub processes: usize,
     /// The `route*` tables.
     pub routes: Table,
 }
@@ -182,6 +185,15 @@ impl Config {
                 .last("listen")
                 .flatten()
                 .map_or(router_defaults::LISTEN, atoi),
+            processes: self
+                .applied
+                .iter()
+                .rev()
+                .find(|a| a.key == b"http-processes" || a.key == b"http-workers")
+                .map_or(1, |a| {
+                    let n = a.value.as_deref().map_or(1, atoi);
+                    usize::try_from(n).unwrap_or(0).max(1)
+                }),
             routes,
         })
     }
@@ -213,6 +225,7 @@ impl RouterConfig {
             quiet: false,
             mime_files: Vec::new(),
             listen: router_defaults::LISTEN,
+            processes: 1,
             routes: Table::default(),
         }
     }
@@ -262,6 +275,16 @@ mod tests {
         assert_eq!((r.modifier1, r.modifier2), (7, 0));
         assert_eq!(r.expect_limit, Some(10));
         assert_eq!(r.routes.request.rules.len(), 1);
+        assert_eq!(r.processes, 1);
+        let procs =
+            |pairs: &[(&str, Option<&str>)]| config(pairs).router_config().unwrap().processes;
+        assert_eq!(procs(&[("http-processes", Some("4"))]), 4);
+        assert_eq!(
+            procs(&[("http-processes", Some("2")), ("http-workers", Some("3"))]),
+            3
+        );
+        assert_eq!(procs(&[("http-workers", Some("0"))]), 1);
+        assert_eq!(procs(&[("http-processes", Some("-2"))]), 1);
         let off = config(&[("http-keepalive", Some("0"))])
             .router_config()
             .unwrap();

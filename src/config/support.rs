@@ -122,6 +122,8 @@ static SUPPORT: &[(&str, Support, &str)] = &[
     ("http-manage-expect", Imp, ""), ("http-auto-chunked", Imp, ""),
     ("http-raw-body", Imp, ""), ("http-buffer-size", Imp, ""),
     ("http-server-name-as-http-host", Imp, ""), ("http-quiet", Imp, ""),
+    ("http-processes", Imp, "each gateway process keeps its own backend connections"),
+    ("http-workers", Imp, "each gateway process keeps its own backend connections"),
     // routing: every chain and subject, see `routed` below
     // the emperor
     ("emperor", Imp, "directories and globs"), ("emperor-wrapper", Imp, ""),

@@ -15,17 +15,17 @@ use crate::sys::process::{self, Forked};
 /// A process the master runs besides its workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AuxKind {
-    /// The HTTP router gateway.
-    Http,
+    /// An HTTP router gateway process, numbered from 1 (`http-processes`).
+    Http(usize),
     /// An emperor inside this master.
     Emperor,
 }
 
 impl AuxKind {
-    pub(super) fn name(self) -> &'static str {
+    pub(super) fn name(self) -> String {
         match self {
-            AuxKind::Http => "uWSGI http 1",
-            AuxKind::Emperor => "uWSGI Emperor",
+            AuxKind::Http(n) => format!("uWSGI http {n}"),
+            AuxKind::Emperor => "uWSGI Emperor".into(),
         }
     }
 }
@@ -75,7 +75,7 @@ pub(super) fn spawn_aux(
             process::die_with(master_pid);
             python::after_fork_child();
             let code = match kind {
-                AuxKind::Http => {
+                AuxKind::Http(_) => {
                     let owned: Vec<OwnedFd> =
                         fds.iter().filter_map(|f| f.try_clone().ok()).collect();
                     process::unblock_all_signals();

@@ -173,7 +173,15 @@ impl Instance<'_> {
         // Auxiliary processes start before Python, while we are single-threaded.
         let mut aux = Vec::new();
         if let Some((cfg, fds)) = &router {
-            aux.push(spawn_aux(AuxKind::Http, cfg, fds, emperor.as_ref(), None)?);
+            for n in 1..=cfg.processes {
+                aux.push(spawn_aux(
+                    AuxKind::Http(n),
+                    cfg,
+                    fds,
+                    emperor.as_ref(),
+                    None,
+                )?);
+            }
         }
         if let Some(e) = &emperor {
             aux.push(spawn_aux(

@@ -839,3 +839,89 @@ fn a_response_ended_by_close_reaches_the_client_with_its_end() {
         );
     }
 }
+
+/// `http-processes = 3`: three gateway processes share the listening
+/// socket; each serves alone while the other two are stopped, one killed
+/// is respawned under its number, and none outlives the master.
+#[test]
+fn http_processes_share_the_listener() {
+    use crate::server::{spawn_ours, wait_for, wait_unix};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let dir = TempDir::new();
+    let backend = Backend::start(&dir.path().join("b.sock"), answer(|_| ok("b")));
+    let front = dir.path().join("h.sock");
+    let (front_s, backend_s) = (
+        front.display().to_string(),
+        backend.path.display().to_string(),
+    );
+    let mut server = spawn_ours(
+        dir.path(),
+        &[
+            "--master",
+            "--http",
+            &front_s,
+            "--http-processes",
+            "3",
+            "--http-to",
+            &backend_s,
+        ],
+    );
+    let pid_of = |log: &str, n: usize| -> Vec<i32> {
+        let spawned = format!("spawned uWSGI http {n} (pid: ");
+        log.lines()
+            .filter_map(|l| l.split_once(&spawned))
+            .filter_map(|(_, rest)| rest.split(')').next()?.parse().ok())
+            .collect()
+    };
+    server.wait_line("spawned uWSGI http 3 (pid: ", support::READY);
+    assert!(wait_unix(&front, support::READY), "{}", server.tail());
+    let log = server.log();
+    let pids: Vec<i32> = (1..=3).map(|n| pid_of(&log, n)[0]).collect();
+    assert!(!log.contains("not supported"), "{log}");
+    let get = || {
+        let mut c = UnixStream::connect(&front).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+            .expect("send");
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        text(&out)
+    };
+    let signal = |pid: i32, sig: i32| {
+        // SAFETY: kill(2) on a gateway process of the server this test
+        // started (its master has not reaped it: it is running).
+        unsafe { libc::kill(pid, sig) };
+    };
+    for (i, &serving) in pids.iter().enumerate() {
+        let others: Vec<i32> = pids.iter().copied().filter(|&p| p != serving).collect();
+        others.iter().for_each(|&p| signal(p, libc::SIGSTOP));
+        let reply = get();
+        others.iter().for_each(|&p| signal(p, libc::SIGCONT));
+        assert!(
+            reply.ends_with("\r\n\r\nb"),
+            "http {} alone: {reply:?}",
+            i + 1
+        );
+    }
+    signal(pids[1], libc::SIGKILL);
+    let died = format!("uWSGI http 2 (pid: {}) died", pids[1]);
+    server.wait_line(&died, support::READY);
+    server.wait_lines("spawned uWSGI http 2 (pid: ", 2, support::READY);
+    let respawned = pid_of(&server.log(), 2);
+    assert_ne!(respawned[1], pids[1]);
+    assert!(get().ends_with("\r\n\r\nb"));
+    server.signal(libc::SIGINT);
+    server.wait_line("goodbye to uWSGI", support::READY);
+    let gone = |pid: i32| {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    };
+    for pid in [pids[0], respawned[1], pids[2]] {
+        let exited = wait_for(support::READY, || gone(pid).then_some(()));
+        assert!(exited.is_some(), "gateway {pid} outlived its master");
+    }
+}
