@@ -142,8 +142,17 @@ pub fn check_head(buf: &[u8], limits: &HeadLimits) -> Result<HeadStatus, HeadErr
 }
 
 fn check_header_block(block: &[u8], limits: &HeadLimits) -> Result<(), HeadError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    match httparse::parse_headers(block, &mut headers) {
+    // On the stack for the usual limits: a heap block of this size per
+    // request made the allocator consolidate its free lists every time.
+    let mut on_stack = [httparse::EMPTY_HEADER; DEFAULT_MAX_HEADERS];
+    let mut on_heap = Vec::new();
+    let headers = if limits.max_headers <= DEFAULT_MAX_HEADERS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    match httparse::parse_headers(block, headers) {
         Ok(httparse::Status::Complete((len, _))) if len == block.len() => Ok(()),
         Ok(_) => Err(HeadError::BadHeader(
             "header block does not end the head".into(),

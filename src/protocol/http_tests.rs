@@ -161,6 +161,44 @@ fn check_head_table() {
     }
 }
 
+/// Limits above the default count headers on the heap: the same answers.
+#[test]
+fn header_limits_beyond_the_default() {
+    let head = |n: usize| {
+        let mut h = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..n {
+            h.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    };
+    let wide = HeadLimits {
+        max_head_len: 1 << 20,
+        max_headers: DEFAULT_MAX_HEADERS + 50,
+    };
+    let fits = head(DEFAULT_MAX_HEADERS + 50);
+    let want = Ok(HeadStatus::Complete {
+        head_len: fits.len(),
+    });
+    assert_eq!(check_head(&fits, &wide), want);
+    assert_eq!(
+        check_head(&head(DEFAULT_MAX_HEADERS + 51), &wide),
+        Err(HeadError::TooManyHeaders {
+            max: DEFAULT_MAX_HEADERS + 50
+        })
+    );
+    let default = HeadLimits {
+        max_head_len: 1 << 20,
+        ..HeadLimits::default()
+    };
+    assert_eq!(
+        check_head(&head(DEFAULT_MAX_HEADERS + 1), &default),
+        Err(HeadError::TooManyHeaders {
+            max: DEFAULT_MAX_HEADERS
+        })
+    );
+}
+
 #[test]
 fn error_statuses() {
     let cases = [
