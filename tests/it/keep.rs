@@ -300,6 +300,43 @@ fn http_get(uri: &str) -> Vec<u8> {
     format!("GET {uri} HTTP/1.1\r\nHost: example.com\r\n\r\n").into_bytes()
 }
 
+/// The kernel refuses to pass a descriptor while more are in flight for
+/// the sender's user than its descriptor limit (ETOOMANYREFS; privileged
+/// processes are exempt, so the router drops its capabilities). The
+/// request then goes out unmarked, is answered, and the refusal is logged
+/// once; no connection is kept meanwhile.
+#[test]
+fn a_refused_marker_sends_the_request_unmarked() {
+    let dir = TempDir::new();
+    let backend = dir.path().join("keep.sock");
+    let seen = start_keeping_backend(&backend);
+    // Descriptors in flight for this user, more than the router's limit:
+    // sent on a socket pair that nobody reads, held until the test ends.
+    let (held, _unread) = UnixStream::pair().expect("socketpair");
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    for _ in 0..96 {
+        send_with_fd(held.as_raw_fd(), b"x", null.as_raw_fd()).expect("passing a descriptor");
+    }
+    let router = Router::start(
+        dir.path(),
+        &[("#fd-room", "32"), ("#no-caps", "")],
+        Some(&backend),
+    );
+    let mut client = Client::connect(router.addr);
+    for n in 1..=3 {
+        client.send(&http_get("/a"));
+        let r = client.response(false).expect("a response");
+        assert_eq!(r.status, 200, "{}\n{}", r.head, router.log_text());
+        assert_eq!(String::from_utf8_lossy(&r.body), format!("conn={n} n=1"));
+        let got = seen.recv_timeout(READY).expect("the backend saw nothing");
+        assert!(!got.marked, "request {n} was marked");
+    }
+    let log = router.log_text();
+    let refusals = log.matches("cannot mark the connection to").count();
+    assert_eq!(refusals, 1, "{log}");
+    assert!(log.contains("Too many references"), "{log}");
+}
+
 #[test]
 fn router_marks_new_connections_and_reuses_kept_ones() {
     let dir = TempDir::new();

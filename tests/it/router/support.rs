@@ -30,6 +30,38 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lowers this process's descriptor limit so that exactly `room`
 /// descriptor numbers are free below it (the router's own set-up takes a
 /// few of those).
+/// Drops every capability of this process (it stays uid 0 when run as
+/// root): the kernel's limits that spare privileged processes then apply,
+/// as they do to a router run as an ordinary user.
+fn drop_capabilities() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset(2) with a version-3 header and the two data words it
+    // reads for that version; both outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
 fn limit_descriptors(room: u64) {
     let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -93,6 +125,9 @@ fn router_child() {
         .local_addr()
         .expect("local addr")
         .port();
+    if std::env::var_os("RUWSGI_ROUTER_TEST_NO_CAPS").is_some() {
+        drop_capabilities();
+    }
     if let Some(room) = std::env::var("RUWSGI_ROUTER_TEST_FD_ROOM")
         .ok()
         .and_then(|r| r.parse::<u64>().ok())
@@ -118,7 +153,8 @@ impl Router {
     pub fn start(dir: &Path, options: &[(&str, &str)], socket0: Option<&Path>) -> Router {
         let conf = dir.join("router.conf");
         let mut text = String::from("http = 127.0.0.1:0\n");
-        // `#fd-room`: not an option, the descriptors the router may open.
+        // `#fd-room` (the descriptors the router may open) and `#no-caps`
+        // (the router drops its capabilities) are not options.
         for (k, v) in options.iter().filter(|(k, _)| !k.starts_with('#')) {
             text.push_str(&format!("{k} = {v}\n"));
         }
@@ -140,6 +176,9 @@ impl Router {
         .stderr(stderr);
         if let Some(s) = socket0 {
             cmd.env("RUWSGI_ROUTER_TEST_SOCKET0", s);
+        }
+        if options.iter().any(|(k, _)| *k == "#no-caps") {
+            cmd.env("RUWSGI_ROUTER_TEST_NO_CAPS", "1");
         }
         if let Some(room) = options
             .iter()
