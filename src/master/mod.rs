@@ -239,8 +239,11 @@ impl Instance<'_> {
             }
         };
         // One harakiri slot per worker, then the instance's request total.
-        let slots = sys::shm::shared_u64s(self.master.processes.max(1) + 1)
+        let workers = self.master.processes.max(1);
+        let slots = sys::shm::shared_u64s(workers + 1).map_err(|e| format!("mmap(): {e}"))?;
+        let per_app = sys::shm::shared_u64s(workers * python::SHARED_APPS_PER_WORKER)
             .map_err(|e| format!("mmap(): {e}"))?;
+        python::share_counters(per_app, &slots[workers]);
         if !self.master.master {
             return Ok(Serve::Exit(self.single(&listeners, apps.as_ref(), slots)));
         }

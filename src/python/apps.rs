@@ -14,7 +14,7 @@
 //! Unlike uWSGI, mounted apps share the main interpreter (uWSGI gives each
 //! mount a sub-interpreter unless `single-interpreter`).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
@@ -28,8 +28,59 @@ use crate::config::model::PythonConfig;
 pub(crate) struct App {
     pub(crate) mountpoint: String,
     pub(crate) callable: Py<PyAny>,
-    /// Requests this app served in this process.
-    pub(crate) requests: AtomicU64,
+    /// Requests this app served in this process, when there is no shared
+    /// counter for it (see [`share_counters`]).
+    requests: AtomicU64,
+}
+
+impl App {
+    /// Counts a request of app `id`; returns the count (the `A` of the
+    /// log line's `req: A/B`).
+    pub(crate) fn count_request(&self, id: usize) -> u64 {
+        shared_slot(id)
+            .unwrap_or(&self.requests)
+            .fetch_add(1, Ordering::Relaxed)
+            + 1
+    }
+}
+
+/// Apps per worker with a shared request counter (uWSGI's default
+/// `max-apps`); apps past it count in their process only.
+pub const SHARED_APPS_PER_WORKER: usize = 64;
+
+/// Request counters every process of the instance shares, as uWSGI keeps
+/// them in its shared worker table: a worker's count per app goes on
+/// after the worker is respawned.
+struct SharedCounts {
+    /// [`SHARED_APPS_PER_WORKER`] counters per worker, worker 1 first.
+    per_app: &'static [AtomicU64],
+    /// The instance's requests (`uwsgi.total_requests()`).
+    total: &'static AtomicU64,
+}
+
+static SHARED: std::sync::OnceLock<SharedCounts> = std::sync::OnceLock::new();
+
+/// Installs the shared counters (zeroed memory mapped shared before the
+/// workers fork); the master calls it once.
+pub fn share_counters(per_app: &'static [AtomicU64], total: &'static AtomicU64) {
+    let _ = SHARED.set(SharedCounts { per_app, total });
+}
+
+/// This worker's shared counter for app `id`.
+fn shared_slot(id: usize) -> Option<&'static AtomicU64> {
+    let shared = SHARED.get()?;
+    let worker = interp::worker_id();
+    if worker == 0 || id >= SHARED_APPS_PER_WORKER {
+        return None;
+    }
+    shared
+        .per_app
+        .get((worker - 1) * SHARED_APPS_PER_WORKER + id)
+}
+
+/// The instance's request total, when the processes share one.
+pub(crate) fn shared_total() -> Option<u64> {
+    SHARED.get().map(|s| s.total.load(Ordering::Relaxed))
 }
 
 /// The apps of this process, by id (uWSGI's `app: N`).
@@ -232,6 +283,11 @@ fn load_one(py: Python<'_>, apps: &mut Apps, mountpoint: String, target: &Target
         std::process::id(),
         if is_default { " (default app)" } else { "" }
     ));
+    // An app a worker loads itself (lazy-apps) counts from zero, as
+    // uWSGI's worker table entry is cleared when an app is added.
+    if let Some(slot) = shared_slot(id) {
+        slot.store(0, Ordering::Relaxed);
+    }
     apps.apps.push(App {
         mountpoint,
         callable,

@@ -115,10 +115,7 @@ fn run(
         return outcome;
     };
     outcome.app_id = Some(id);
-    outcome.app_requests = app
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + 1;
+    outcome.app_requests = app.count_request(id);
 
     let scheme = environ::url_scheme(vars);
     let call = Call {

@@ -24,7 +24,7 @@ mod log;
 mod start_response;
 mod uwsgi_module;
 
-pub use apps::{load_apps, Apps};
+pub use apps::{load_apps, share_counters, Apps, SHARED_APPS_PER_WORKER};
 pub use autoreload::start_autoreloader;
 pub use call::{handle, Outcome};
 pub use exchange::Exchange;

@@ -51,9 +51,10 @@ fn masterpid() -> u32 {
     interp::master_pid()
 }
 
+/// The instance's requests (every worker's), as uWSGI answers it.
 #[pyfunction]
 fn total_requests() -> u64 {
-    TOTAL_REQUESTS.load(Ordering::Relaxed)
+    super::apps::shared_total().unwrap_or_else(|| TOTAL_REQUESTS.load(Ordering::Relaxed))
 }
 
 #[pyfunction]

@@ -20,6 +20,7 @@
 /big           streams 64 MiB in 1 MiB chunks (client disconnect tests)
 /ids           "UID GID" of the process running the app
 /pid           the pid of the process running the app
+/total         "PID TOTAL": the pid and uwsgi.total_requests()
 /seek          reads the body, seeks back to 0 and reads it again
 /getenv        os.environ[QUERY_STRING], or "-" when unset
 """
@@ -130,6 +131,11 @@ def application(environ, start_response):
     if path == "/pid":
         start_response("200 OK", text)
         return [b"%d" % os.getpid()]
+    if path == "/total":
+        import uwsgi
+
+        start_response("200 OK", text)
+        return [b"%d %d" % (os.getpid(), uwsgi.total_requests())]
     if path == "/ids":
         start_response("200 OK", text)
         return [b"%d %d" % (os.getuid(), os.getgid())]

@@ -195,24 +195,31 @@ fn plain_app_over_uwsgi_and_http_sockets() {
 /// Reads one response with a `Content-Length` off a kept-alive stream:
 /// (head, body); `None` when the server closed first.
 fn read_one(s: &mut Stream) -> Option<(String, Vec<u8>)> {
-    let mut bytes = Vec::new();
+    read_next(s, &mut Vec::new())
+}
+
+/// [`read_one`] for pipelined responses: starts from the bytes in `carry`
+/// and leaves there what it read past the response (the next ones).
+fn read_next(s: &mut Stream, carry: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        if let Some(end) = carry.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&carry[..end]).into_owned();
             let len: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("Content-Length: "))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
-            while bytes.len() < end + 4 + len {
+            while carry.len() < end + 4 + len {
                 let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
-                bytes.extend_from_slice(&buf[..n]);
+                carry.extend_from_slice(&buf[..n]);
             }
-            return Some((head, bytes[end + 4..end + 4 + len].to_vec()));
+            let body = carry[end + 4..end + 4 + len].to_vec();
+            carry.drain(..end + 4 + len);
+            return Some((head, body));
         }
         let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
-        bytes.extend_from_slice(&buf[..n]);
+        carry.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -248,8 +255,12 @@ fn keep_alive_clients_take_turns_on_one_worker() {
     second
         .write_all(&[&get[..], &get[..], &get[..]].concat())
         .unwrap();
+    let mut carry = Vec::new();
     for n in 1..=3 {
-        check(read_one(&mut second), &format!("pipelined {n}"));
+        check(
+            read_next(&mut second, &mut carry),
+            &format!("pipelined {n}"),
+        );
     }
 }
 
@@ -389,6 +400,53 @@ fn request_line_total_counts_the_whole_instance() {
     let mut totals: Vec<u64> = lines.iter().filter_map(total).collect();
     totals.sort_unstable();
     assert_eq!(totals, [1, 2, 3], "{}", it.server.tail());
+}
+
+/// The counts a worker keeps survive its respawn, as in uWSGI's shared
+/// worker table: `req: A/B` goes on from the retired worker's A, and
+/// `uwsgi.total_requests()` is the instance's total, not the process's.
+#[test]
+fn request_counts_go_on_after_a_respawn() {
+    let mut it = Instance::start(
+        "master = true\nprocesses = 1\nmax-requests = 2\nmin-worker-lifetime = 0\n\
+         wsgi-file = @APPS@/cases.py",
+    );
+    let mut seen = Vec::new();
+    for n in 1..=5 {
+        let reply = request(&it.u, &example_a("/total"));
+        let text = String::from_utf8_lossy(reply.body()).into_owned();
+        let (pid, total) = text.split_once(' ').expect("PID TOTAL");
+        // The total before this request (it counts finished ones).
+        assert_eq!(
+            total,
+            (n - 1).to_string(),
+            "request {n}\n{}",
+            it.server.tail()
+        );
+        seen.push(pid.to_string());
+        it.server.wait_lines("=> generated ", n, READY);
+        if n % 2 == 0 && n < 5 {
+            // max-requests: the worker retires; wait for its successor.
+            it.server
+                .wait_lines("Respawned uWSGI worker 1 (new pid: ", n / 2, READY);
+        }
+    }
+    assert!(
+        seen[0] == seen[1] && seen[1] != seen[2] && seen[3] != seen[4],
+        "{seen:?}"
+    );
+    let log = it.server.log();
+    let counts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("=> generated "))
+        .filter_map(|l| l.split_once("|req: ")?.1.split(']').next())
+        .collect();
+    assert_eq!(
+        counts,
+        ["1/1", "2/2", "3/3", "4/4", "5/5"],
+        "{}",
+        it.server.tail()
+    );
 }
 
 #[test]
