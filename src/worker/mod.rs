@@ -303,7 +303,9 @@ fn thread_loop(process: &Process<'_>, core: usize) -> Stop {
             }
         }
         for (i, (acceptor, listener)) in acceptors.iter().enumerate() {
-            if !pending[i] {
+            // Told to stop while serving a parked client: the queued
+            // connections are for the workers that stay (or come next).
+            if !pending[i] || process.control.stop() != Stop::Run {
                 continue;
             }
             match acceptor.accept(timeout) {

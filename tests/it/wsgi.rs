@@ -351,6 +351,60 @@ fn a_parked_client_is_served_before_a_new_connection() {
     assert!(slow.text().starts_with("HTTP/1.0 200"), "{}", slow.text());
 }
 
+/// A worker that must stop after the request it is serving (here
+/// `max-requests`) takes no new connection from the queue after it: the
+/// next worker does.
+#[test]
+fn a_stopping_worker_leaves_queued_connections_to_the_next() {
+    let mut it = Instance::start(
+        "master = true\nprocesses = 1\nmax-requests = 3\nmin-worker-lifetime = 0\n\
+         socket-timeout = 60\nwsgi-file = @APPS@/cases.py",
+    );
+    let worker = it.worker();
+    let mut parked = Stream::connect(&it.h).expect("connect");
+    parked
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert!(read_one(&mut parked).is_some(), "{}", it.server.tail());
+    let mut busy = Stream::connect(&it.h).expect("connect");
+    busy.write_all(b"GET /sleep?0.5 HTTP/1.0\r\n\r\n").unwrap();
+    it.wait_blocked_in(
+        worker,
+        &[
+            libc::SYS_clock_nanosleep,
+            libc::SYS_nanosleep,
+            libc::SYS_select,
+            libc::SYS_pselect6,
+        ],
+        "the app never slept",
+    );
+    // The worker's third and last request, then a stranger in the queue.
+    parked
+        .write_all(b"GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut stranger = Stream::connect(&it.h).expect("connect");
+    stranger.write_all(b"GET /pid HTTP/1.0\r\n\r\n").unwrap();
+    let slept = busy.read_reply(Instant::now());
+    assert!(slept.text().ends_with("slept"), "{}", slept.text());
+    let last = read_one(&mut parked);
+    assert!(
+        last.is_some_and(|(_, body)| body == b"slept"),
+        "{}",
+        it.server.tail()
+    );
+    let reply = stranger.read_reply(Instant::now());
+    let pid = String::from_utf8_lossy(reply.body()).into_owned();
+    assert!(reply.text().starts_with("HTTP/1.0 200"), "{}", reply.text());
+    assert_ne!(
+        pid,
+        worker.to_string(),
+        "the retiring worker took it\n{}",
+        it.server.tail()
+    );
+    it.server
+        .wait_line("Respawned uWSGI worker 1 (new pid: ", READY);
+}
+
 /// A kept-alive connection that stays idle closes after `socket-timeout`.
 #[test]
 fn idle_keep_alive_connection_closes_after_socket_timeout() {
