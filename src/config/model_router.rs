@@ -24,6 +24,8 @@ pub mod router_defaults {
     pub const BUFFER_SIZE: usize = 64 * 1024;
     /// `listen` backlog.
     pub const LISTEN: i32 = 100;
+    /// Gateway processes uWSGI can register (`MAX_GATEWAYS`).
+    pub const MAX_PROCESSES: usize = 64;
 }
 
 /// Whether client connections stay open between requests.
@@ -185,17 +187,35 @@ impl Config {
                 .last("listen")
                 .flatten()
                 .map_or(router_defaults::LISTEN, atoi),
-            processes: self
-                .applied
-                .iter()
-                .rev()
-                .find(|a| a.key == b"http-processes" || a.key == b"http-workers")
-                .map_or(1, |a| {
-                    let n = a.value.as_deref().map_or(1, atoi);
-                    usize::try_from(n).unwrap_or(0).max(1)
-                }),
+            processes: self.router_processes()?,
             routes,
         })
+    }
+}
+
+impl Config {
+    /// `http-processes` / `http-workers`: at least 1, at most uWSGI's
+    /// 64 gateways (more is refused at start, as uWSGI exits then).
+    fn router_processes(&self) -> Result<usize, ConfigError> {
+        let Some(entry) = self
+            .applied
+            .iter()
+            .rev()
+            .find(|a| a.key == b"http-processes" || a.key == b"http-workers")
+        else {
+            return Ok(1);
+        };
+        let n = usize::try_from(entry.value.as_deref().map_or(1, atoi)).unwrap_or(0);
+        if n > router_defaults::MAX_PROCESSES {
+            return Err(ConfigError {
+                message: format!(
+                    "you can register max {} gateways (http-processes = {n})",
+                    router_defaults::MAX_PROCESSES
+                ),
+                origin: Some(entry.origin.clone()),
+            });
+        }
+        Ok(n.max(1))
     }
 }
 
@@ -285,6 +305,12 @@ mod tests {
         );
         assert_eq!(procs(&[("http-workers", Some("0"))]), 1);
         assert_eq!(procs(&[("http-processes", Some("-2"))]), 1);
+        assert_eq!(procs(&[("http-processes", Some("64"))]), 64);
+        let err = config(&[("http", Some(":8080")), ("http-workers", Some("65"))])
+            .router_config()
+            .unwrap_err();
+        assert_eq!(err.origin.unwrap().to_string(), "r.ini line 2");
+        assert!(err.message.contains("max 64 gateways"), "{}", err.message);
         let off = config(&[("http-keepalive", Some("0"))])
             .router_config()
             .unwrap();

@@ -38,7 +38,8 @@ pub(super) struct Aux {
 }
 
 /// Forks an auxiliary process; the child runs the role and exits.
-/// `master_signals` are the master's handlers, dropped in the child. At
+/// `master_signals` are the master's handlers, dropped in the child; they
+/// are given for a respawn only. At
 /// start this happens before Python is up; a respawn after the app loaded
 /// goes through Python's fork hooks like a worker's fork, so the child's
 /// interpreter state is consistent even though it never runs Python.
@@ -61,7 +62,12 @@ pub(super) fn spawn_aux(
         Ok(Forked::Parent(pid)) => {
             process::restore_signals(&mask);
             python::after_fork_parent();
-            log(format!("spawned {} (pid: {pid})", kind.name()));
+            // uWSGI says "respawned" for a gateway it starts again.
+            let verb = match kind {
+                AuxKind::Http(_) if master_signals.is_some() => "respawned",
+                _ => "spawned",
+            };
+            log(format!("{verb} {} (pid: {pid})", kind.name()));
             Ok(Aux {
                 kind,
                 pid,
@@ -75,7 +81,8 @@ pub(super) fn spawn_aux(
             process::die_with(master_pid);
             python::after_fork_child();
             let code = match kind {
-                AuxKind::Http(_) => {
+                AuxKind::Http(n) => {
+                    crate::router::set_board_row(n - 1);
                     let owned: Vec<OwnedFd> =
                         fds.iter().filter_map(|f| f.try_clone().ok()).collect();
                     process::unblock_all_signals();

@@ -171,26 +171,33 @@ impl Instance<'_> {
         }
         let emperor = self.emperor_setup();
         // Auxiliary processes start before Python, while we are single-threaded.
-        let mut aux = Vec::new();
-        if let Some((cfg, fds)) = &router {
-            for n in 1..=cfg.processes {
-                aux.push(spawn_aux(
-                    AuxKind::Http(n),
-                    cfg,
-                    fds,
-                    emperor.as_ref(),
-                    None,
-                )?);
+        // A failure part-way returns the ones started, for the caller to
+        // stop (or, in a reload, to keep track of).
+        let mut kinds = Vec::new();
+        if let Some((cfg, _)) = &router {
+            kinds.extend((1..=cfg.processes).map(AuxKind::Http));
+        }
+        if emperor.is_some() {
+            kinds.push(AuxKind::Emperor);
+        }
+        // Several gateways share one board of requests in flight.
+        if let Some((cfg, _)) = router.as_ref().filter(|(c, _)| c.processes > 1) {
+            match sys::shm::shared_u64s(cfg.processes * crate::router::BOARD_BUCKETS) {
+                Ok(slots) => crate::router::share_board(slots),
+                Err(e) => log(format!("mmap(): {e} [http-processes board]")),
             }
         }
-        if let Some(e) = &emperor {
-            aux.push(spawn_aux(
-                AuxKind::Emperor,
-                &RouterConfig::default(),
-                &[],
-                Some(e),
-                None,
-            )?);
+        let mut aux = Vec::new();
+        let no_router = RouterConfig::default();
+        for kind in kinds {
+            let (cfg, fds) = match (&router, kind) {
+                (Some((cfg, fds)), AuxKind::Http(_)) => (cfg, fds.as_slice()),
+                _ => (&no_router, &[][..]),
+            };
+            match spawn_aux(kind, cfg, fds, emperor.as_ref(), None) {
+                Ok(a) => aux.push(a),
+                Err(error) => return Err(reload::Failed { error, aux }),
+            }
         }
         if listeners.is_empty() {
             // Only auxiliary processes (an emperor inside a master).
@@ -240,9 +247,17 @@ impl Instance<'_> {
         };
         // One harakiri slot per worker, then the instance's request total.
         let workers = self.master.processes.max(1);
-        let slots = sys::shm::shared_u64s(workers + 1).map_err(|e| format!("mmap(): {e}"))?;
-        let per_app = sys::shm::shared_u64s(workers * python::SHARED_APPS_PER_WORKER)
-            .map_err(|e| format!("mmap(): {e}"))?;
+        let shared = sys::shm::shared_u64s(workers + 1).and_then(|slots| {
+            let per_app = sys::shm::shared_u64s(workers * python::SHARED_APPS_PER_WORKER)?;
+            Ok((slots, per_app))
+        });
+        let (slots, per_app) = match shared {
+            Ok(s) => s,
+            Err(e) => {
+                let error = format!("mmap(): {e}");
+                return Err(reload::Failed { error, aux });
+            }
+        };
         python::share_counters(per_app, &slots[workers]);
         if !self.master.master {
             return Ok(Serve::Exit(self.single(&listeners, apps.as_ref(), slots)));

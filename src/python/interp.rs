@@ -352,7 +352,6 @@ fn setup(py: Python<'_>, cfg: &PythonConfig, opt: &[(String, String)]) -> PyResu
     Ok(())
 }
 
-/// The address uWSGI prints as "interpreter 0x...".
 /// Compiles a file's source as uWSGI's loader does (`Py_CompileString`).
 /// The builtin `compile()` first builds every AST node type of Python's
 /// `ast` module (it checks whether it was given a tree), about half a
@@ -362,9 +361,13 @@ pub(crate) fn compile_file<'py>(
     source: &[u8],
     path: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let source = std::ffi::CString::new(source).map_err(|_| {
-        pyo3::exceptions::PyValueError::new_err("source code string cannot contain null bytes")
-    })?;
+    let Ok(source) = std::ffi::CString::new(source) else {
+        // A NUL byte: the builtin raises the error this CPython raises for
+        // it (a ValueError or a SyntaxError, depending on the version).
+        let builtins = py.import("builtins")?;
+        let bytes = pyo3::types::PyBytes::new(py, source);
+        return builtins.getattr("compile")?.call1((bytes, path, "exec"));
+    };
     let path = std::ffi::CString::new(path)
         .map_err(|_| pyo3::exceptions::PyValueError::new_err("embedded null byte"))?;
     // SAFETY: the GIL is held (`py`); both strings are NUL-terminated and
@@ -382,6 +385,7 @@ pub(crate) fn compile_file<'py>(
     }
 }
 
+/// The address uWSGI prints as "interpreter 0x...".
 pub(crate) fn main_interpreter() -> usize {
     MAIN_INTERPRETER.load(Ordering::Relaxed)
 }

@@ -49,6 +49,7 @@ use crate::routing::{HeaderOp, Var};
 use upstream::Pool;
 
 pub use gateway::{serve, signal_pipe};
+pub use kept::{set_board_row, share_board, BOARD_BUCKETS};
 pub use wire::{http_request, uwsgi_packet};
 
 /// Bytes queued toward one peer before reading from the other side

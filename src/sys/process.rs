@@ -216,6 +216,20 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock `Instant` reads, comparable
+/// between processes of one machine.
+pub fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`); `None` when it
 /// cannot be read or is unlimited.
 pub fn descriptor_limit() -> Option<u64> {

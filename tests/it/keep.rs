@@ -211,7 +211,7 @@ enum After {
 /// A backend that reads the way ruwsgi's worker does (the first read
 /// looks for the descriptor) and answers `conn=N n=K` with the header,
 /// ending each exchange as `/close`, `/close-now` and `/close-unread`
-/// ask.
+/// ask; `/slow` is answered after a second.
 fn start_keeping_backend(path: &Path) -> mpsc::Receiver<Seen> {
     let listener = UnixListener::bind(path).expect("bind backend");
     let (tx, rx) = mpsc::channel();
@@ -267,11 +267,15 @@ fn serve_kept(mut stream: UnixStream, id: usize, tx: &mpsc::Sender<Seen>) {
             "/close-unread" => After::CloseUnread,
             _ => After::Keep,
         };
+        let slow = uri == "/slow";
         let _ = tx.send(Seen {
             conn: id,
             marked,
             uri,
         });
+        if slow {
+            thread::sleep(Duration::from_secs(1));
+        }
         let body = format!("conn={id} n={count}");
         let keep = if after == After::Close {
             String::new()
@@ -301,31 +305,36 @@ fn http_get(uri: &str) -> Vec<u8> {
 }
 
 /// The kernel refuses to pass a descriptor while more are in flight for
-/// the sender's user than its descriptor limit (ETOOMANYREFS; privileged
-/// processes are exempt, so the router drops its capabilities). The
-/// request then goes out unmarked, is answered, and the refusal is logged
-/// once; no connection is kept meanwhile.
+/// the sender's user than its descriptor limit (ETOOMANYREFS). The router
+/// runs as a user of its own (root is exempt from the limit, and the count
+/// is the user's, so no other test is touched) with more descriptors in
+/// flight than it may open. Each request then goes out unmarked and is
+/// answered, and the refusal is logged once.
 #[test]
 fn a_refused_marker_sends_the_request_unmarked() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("keep::a_refused_marker_sends_the_request_unmarked: skipped (needs root to run the router as a user of its own)");
+        return;
+    }
     let dir = TempDir::new();
     let backend = dir.path().join("keep.sock");
     let seen = start_keeping_backend(&backend);
-    // Descriptors in flight for this user, more than the router's limit:
-    // sent on a socket pair that nobody reads, held until the test ends.
-    let (held, _unread) = UnixStream::pair().expect("socketpair");
-    let null = std::fs::File::open("/dev/null").expect("/dev/null");
-    for _ in 0..96 {
-        send_with_fd(held.as_raw_fd(), b"x", null.as_raw_fd()).expect("passing a descriptor");
-    }
+    // The router's user may connect to it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the backend socket");
     let router = Router::start(
         dir.path(),
-        &[("#fd-room", "32"), ("#no-caps", "")],
+        &[("#fd-room", "32"), ("#in-flight-as-uid", "64123")],
         Some(&backend),
     );
     let mut client = Client::connect(router.addr);
     for n in 1..=3 {
         client.send(&http_get("/a"));
-        let r = client.response(false).expect("a response");
+        let r = client
+            .response(false)
+            .unwrap_or_else(|| panic!("no response\n{}", router.log_text()));
         assert_eq!(r.status, 200, "{}\n{}", r.head, router.log_text());
         assert_eq!(String::from_utf8_lossy(&r.body), format!("conn={n} n=1"));
         let got = seen.recv_timeout(READY).expect("the backend saw nothing");
@@ -553,4 +562,80 @@ fn a_worker_busy_with_a_slow_request_does_not_hold_up_the_next_client() {
 /// connections it keeps (`router::kept::STUCK_AFTER`).
 fn ruwsgi_stuck_after() -> Duration {
     Duration::from_millis(20)
+}
+
+/// One keep-alive `GET uri` on a UNIX HTTP socket; the response body.
+fn ask_unix(stream: &mut UnixStream, uri: &str) -> String {
+    stream
+        .write_all(format!("GET {uri} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .expect("send");
+    let r = read_response(stream, false);
+    assert!(r.head.starts_with("HTTP/1.1 200"), "{}", r.head);
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// With `http-processes`, a gateway counts the requests the others have in
+/// flight: a kept connection is not reused while another gateway's
+/// request to the same address is slow (the worker behind it may be the
+/// busy one), exactly as for its own.
+#[test]
+fn gateways_share_what_they_have_in_flight() {
+    let dir = TempDir::new();
+    let backend = dir.path().join("keep.sock");
+    let seen = start_keeping_backend(&backend);
+    let next = || seen.recv_timeout(READY).expect("the backend saw nothing");
+    let front = dir.path().join("h.sock");
+    let front_s = front.display().to_string();
+    // A fixed target: kept connections are reused (an `http-to` pool
+    // spreads requests round-robin instead).
+    let rule = format!("^a$ uwsgi:{},0,0", backend.display());
+    let mut server = spawn_ours(
+        dir.path(),
+        &[
+            "--master",
+            "--http",
+            &front_s,
+            "--http-processes",
+            "2",
+            "--route-host",
+            &rule,
+        ],
+    );
+    server.wait_line("spawned uWSGI http 2 (pid: ", READY);
+    assert!(wait_unix(&front, READY), "{}", server.tail());
+    let log = server.log();
+    let pid = |n: usize| -> i32 {
+        let line = format!("spawned uWSGI http {n} (pid: ");
+        let rest = log.split_once(&line).expect("gateway line").1;
+        rest.split(')')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("pid")
+    };
+    let (one, two) = (pid(1), pid(2));
+    let signal = |pid: i32, sig: i32| {
+        // SAFETY: kill(2) on a gateway of the server this test started.
+        unsafe { libc::kill(pid, sig) };
+    };
+    // Client A through gateway 1, kept with backend connection 1.
+    signal(two, libc::SIGSTOP);
+    let mut a = UnixStream::connect(&front).expect("connect");
+    a.set_read_timeout(Some(READY)).expect("timeout");
+    assert_eq!(ask_unix(&mut a, "/a"), "conn=1 n=1");
+    assert!(next().marked);
+    signal(two, libc::SIGCONT);
+    // Client B through gateway 2: a slow request on connection 2.
+    signal(one, libc::SIGSTOP);
+    let mut b = UnixStream::connect(&front).expect("connect");
+    b.set_read_timeout(Some(READY)).expect("timeout");
+    b.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("send");
+    let slow = next();
+    assert_eq!((slow.uri.as_str(), slow.conn), ("/slow", 2));
+    signal(one, libc::SIGCONT);
+    thread::sleep(ruwsgi_stuck_after() * 5);
+    // Gateway 1 sees it: A's next request goes on a new connection.
+    assert_eq!(ask_unix(&mut a, "/a"), "conn=3 n=1");
+    let r = read_response(&mut b, false);
+    assert_eq!(r.body, b"conn=2 n=1");
 }

@@ -868,6 +868,7 @@ fn http_processes_share_the_listener() {
             &backend_s,
         ],
     );
+    // "spawned uWSGI http N (pid: P)", then "respawned ..." for a restart.
     let pid_of = |log: &str, n: usize| -> Vec<i32> {
         let spawned = format!("spawned uWSGI http {n} (pid: ");
         log.lines()
@@ -909,7 +910,7 @@ fn http_processes_share_the_listener() {
     signal(pids[1], libc::SIGKILL);
     let died = format!("uWSGI http 2 (pid: {}) died", pids[1]);
     server.wait_line(&died, support::READY);
-    server.wait_lines("spawned uWSGI http 2 (pid: ", 2, support::READY);
+    server.wait_line("respawned uWSGI http 2 (pid: ", support::READY);
     let respawned = pid_of(&server.log(), 2);
     assert_ne!(respawned[1], pids[1]);
     assert!(get().ends_with("\r\n\r\nb"));

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,41 +28,36 @@ pub const READY: Duration = Duration::from_secs(10);
 /// Read timeout of test clients.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Becomes `uid` (a user no other process runs as, so what follows
+/// touches no other test) and puts `count` descriptors in flight on a
+/// socket pair nobody reads, kept until the process ends. The kernel counts
+/// in-flight descriptors per user and refuses to pass more (ETOOMANYREFS)
+/// while the count is over the sender's descriptor limit.
+fn own_user_with_descriptors_in_flight(uid: u32, count: usize) {
+    // SAFETY: setgroups/setgid/setuid with plain integers; the results
+    // are checked.
+    let switched = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(uid) == 0
+            && libc::setuid(uid) == 0
+    };
+    assert!(
+        switched,
+        "setuid({uid}): {}",
+        std::io::Error::last_os_error()
+    );
+    let (held, unread) = UnixStream::pair().expect("socketpair");
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    for _ in 0..count {
+        ruwsgi::sys::socket::send_with_fd(held.as_raw_fd(), b"x", null.as_raw_fd())
+            .expect("passing a descriptor");
+    }
+    std::mem::forget((held, unread));
+}
+
 /// Lowers this process's descriptor limit so that exactly `room`
 /// descriptor numbers are free below it (the router's own set-up takes a
 /// few of those).
-/// Drops every capability of this process (it stays uid 0 when run as
-/// root): the kernel's limits that spare privileged processes then apply,
-/// as they do to a router run as an ordinary user.
-fn drop_capabilities() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capset(2) with a version-3 header and the two data words it
-    // reads for that version; both outlive the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
-}
-
 fn limit_descriptors(room: u64) {
     let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -125,8 +121,17 @@ fn router_child() {
         .local_addr()
         .expect("local addr")
         .port();
-    if std::env::var_os("RUWSGI_ROUTER_TEST_NO_CAPS").is_some() {
-        drop_capabilities();
+    let port_file = Path::new(&file).with_extension("port");
+    std::fs::write(port_file.with_extension("tmp"), port.to_string()).expect("port file");
+    std::fs::rename(port_file.with_extension("tmp"), &port_file).expect("port file");
+    // Clients wait in the listen queue until the router runs. The user
+    // switch writes nothing here and the descriptors go in flight before
+    // the limit is lowered.
+    if let Some(uid) = std::env::var("RUWSGI_ROUTER_TEST_AS_UID")
+        .ok()
+        .and_then(|u| u.parse().ok())
+    {
+        own_user_with_descriptors_in_flight(uid, 96);
     }
     if let Some(room) = std::env::var("RUWSGI_ROUTER_TEST_FD_ROOM")
         .ok()
@@ -134,9 +139,6 @@ fn router_child() {
     {
         limit_descriptors(room);
     }
-    let port_file = Path::new(&file).with_extension("port");
-    std::fs::write(port_file.with_extension("tmp"), port.to_string()).expect("port file");
-    std::fs::rename(port_file.with_extension("tmp"), &port_file).expect("port file");
     std::process::exit(ruwsgi::router::run(&cfg, listeners));
 }
 
@@ -153,8 +155,9 @@ impl Router {
     pub fn start(dir: &Path, options: &[(&str, &str)], socket0: Option<&Path>) -> Router {
         let conf = dir.join("router.conf");
         let mut text = String::from("http = 127.0.0.1:0\n");
-        // `#fd-room` (the descriptors the router may open) and `#no-caps`
-        // (the router drops its capabilities) are not options.
+        // `#fd-room` (the descriptors the router may open) and
+        // `#in-flight-as-uid` (the router runs as that user, with more
+        // descriptors in flight than it may open) are not options.
         for (k, v) in options.iter().filter(|(k, _)| !k.starts_with('#')) {
             text.push_str(&format!("{k} = {v}\n"));
         }
@@ -177,8 +180,8 @@ impl Router {
         if let Some(s) = socket0 {
             cmd.env("RUWSGI_ROUTER_TEST_SOCKET0", s);
         }
-        if options.iter().any(|(k, _)| *k == "#no-caps") {
-            cmd.env("RUWSGI_ROUTER_TEST_NO_CAPS", "1");
+        if let Some((_, uid)) = options.iter().find(|(k, _)| *k == "#in-flight-as-uid") {
+            cmd.env("RUWSGI_ROUTER_TEST_AS_UID", uid);
         }
         if let Some(room) = options
             .iter()
