@@ -62,6 +62,9 @@ pub(super) struct Supervisor<'a> {
     pub(super) aux: Vec<Aux>,
     /// Workers of the previous image, retired once ours serve.
     pub(super) handover: reload::Handover,
+    /// A worker could not load its app (lazy-apps) under need-app: the
+    /// instance goes down and exits 22, as uWSGI's does.
+    dying_for_need_app: bool,
 }
 
 impl<'a> Supervisor<'a> {
@@ -85,6 +88,7 @@ impl<'a> Supervisor<'a> {
             emperor,
             aux,
             handover: reload::Handover::default(),
+            dying_for_need_app: false,
         }
     }
 
@@ -185,6 +189,10 @@ impl<'a> Supervisor<'a> {
                 phase_since = Instant::now();
             }
             self.reap(phase, &signals)?;
+            if self.dying_for_need_app && phase == Phase::Running {
+                phase = self.begin_shutdown(false);
+                phase_since = Instant::now();
+            }
             self.check_harakiri();
             if phase == Phase::Running && touch.fired() {
                 phase = self.begin_reload();
@@ -332,6 +340,14 @@ impl<'a> Supervisor<'a> {
                 ExitKind::Code(exit_code::GRACEFUL) | ExitKind::Code(0) => {
                     log(format!("worker {id} killed successfully (pid: {pid})"))
                 }
+                ExitKind::Code(exit_code::FAILED_APP)
+                    if self.inst.master.lazy_apps && self.inst.master.need_app =>
+                {
+                    log(format!("OOPS ! failed loading app in worker {id} (pid {pid})"));
+                    log("need-app requested, destroying the instance...");
+                    self.dying_for_need_app = true;
+                    continue;
+                }
                 ExitKind::Code(exit_code::FAILED_APP) if self.inst.master.lazy_apps => {
                     log(format!("OOPS ! failed loading app in worker {id} (pid {pid}) :( trying again..."))
                 }
@@ -468,7 +484,11 @@ impl<'a> Supervisor<'a> {
     fn goodbye(&self) -> i32 {
         self.vacuum();
         log("goodbye to uWSGI.");
-        0
+        if self.dying_for_need_app {
+            exit_code::FAILED_APP
+        } else {
+            0
+        }
     }
 
     /// Re-executes this binary with the same pid and argv; the listening

@@ -1160,6 +1160,33 @@ fn a_wsgi_file_compiles_like_a_python_source_file() {
     }
 }
 
+/// With lazy-apps each worker loads the app; under need-app a worker that
+/// cannot takes the whole instance down with status 22 (uWSGI's master
+/// "destroying the instance"), instead of respawning it forever.
+#[test]
+fn lazy_apps_with_need_app_end_the_instance_when_a_worker_fails() {
+    let dir = TempDir::new();
+    let ini = write_ini(
+        dir.path(),
+        "master = true\nprocesses = 2\nlazy-apps = true\nneed-app = true\n\
+         wsgi-file = @APPS@/broken.py",
+    );
+    let out = run_ini(dir.path(), ini);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.rc, 22, "{err}");
+    assert!(
+        err.contains("OOPS ! failed loading app in worker "),
+        "{err}"
+    );
+    assert!(
+        err.contains("need-app requested, destroying the instance..."),
+        "{err}"
+    );
+    assert!(!err.contains("trying again"), "{err}");
+    assert!(!err.contains("Respawned uWSGI worker"), "{err}");
+    assert!(!out.panicked(), "{err}");
+}
+
 /// uWSGI's answer when no app is loaded (routing-and-protocol.md §5.11,
 /// byte for byte), its log lines, and the same 500 over HTTP.
 fn no_app_page(it: &mut Instance) {
