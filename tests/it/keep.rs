@@ -21,7 +21,8 @@ use ruwsgi::sys::socket::{recv_counting_fds, send_with_fd};
 
 use crate::router::support::{Client, Router};
 use crate::server::{
-    sock_path, spawn_ours, uwsgi_packet, wait_for, wait_unix, worker_pids, Proc, READY,
+    sock_path, spawn_gateways, spawn_ours, uwsgi_packet, wait_for, wait_unix, worker_pids, Proc,
+    READY,
 };
 use crate::util::{repo_root, TempDir};
 
@@ -585,34 +586,11 @@ fn gateways_share_what_they_have_in_flight() {
     let seen = start_keeping_backend(&backend);
     let next = || seen.recv_timeout(READY).expect("the backend saw nothing");
     let front = dir.path().join("h.sock");
-    let front_s = front.display().to_string();
     // A fixed target: kept connections are reused (an `http-to` pool
     // spreads requests round-robin instead).
     let rule = format!("^a$ uwsgi:{},0,0", backend.display());
-    let mut server = spawn_ours(
-        dir.path(),
-        &[
-            "--master",
-            "--http",
-            &front_s,
-            "--http-processes",
-            "2",
-            "--route-host",
-            &rule,
-        ],
-    );
-    server.wait_line("spawned uWSGI http 2 (pid: ", READY);
-    assert!(wait_unix(&front, READY), "{}", server.tail());
-    let log = server.log();
-    let pid = |n: usize| -> i32 {
-        let line = format!("spawned uWSGI http {n} (pid: ");
-        let rest = log.split_once(&line).expect("gateway line").1;
-        rest.split(')')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("pid")
-    };
-    let (one, two) = (pid(1), pid(2));
+    let (_server, pids) = spawn_gateways(dir.path(), &front, 2, &["--route-host", &rule]);
+    let (one, two) = (pids[0], pids[1]);
     let signal = |pid: i32, sig: i32| {
         // SAFETY: kill(2) on a gateway of the server this test started.
         unsafe { libc::kill(pid, sig) };

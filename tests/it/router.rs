@@ -845,41 +845,16 @@ fn a_response_ended_by_close_reaches_the_client_with_its_end() {
 /// is respawned under its number, and none outlives the master.
 #[test]
 fn http_processes_share_the_listener() {
-    use crate::server::{spawn_ours, wait_for, wait_unix};
+    use crate::server::{gateway_pids, spawn_gateways, wait_for};
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
     let dir = TempDir::new();
     let backend = Backend::start(&dir.path().join("b.sock"), answer(|_| ok("b")));
     let front = dir.path().join("h.sock");
-    let (front_s, backend_s) = (
-        front.display().to_string(),
-        backend.path.display().to_string(),
-    );
-    let mut server = spawn_ours(
-        dir.path(),
-        &[
-            "--master",
-            "--http",
-            &front_s,
-            "--http-processes",
-            "3",
-            "--http-to",
-            &backend_s,
-        ],
-    );
-    // "spawned uWSGI http N (pid: P)", then "respawned ..." for a restart.
-    let pid_of = |log: &str, n: usize| -> Vec<i32> {
-        let spawned = format!("spawned uWSGI http {n} (pid: ");
-        log.lines()
-            .filter_map(|l| l.split_once(&spawned))
-            .filter_map(|(_, rest)| rest.split(')').next()?.parse().ok())
-            .collect()
-    };
-    server.wait_line("spawned uWSGI http 3 (pid: ", support::READY);
-    assert!(wait_unix(&front, support::READY), "{}", server.tail());
+    let backend_s = backend.path.display().to_string();
+    let (mut server, pids) = spawn_gateways(dir.path(), &front, 3, &["--http-to", &backend_s]);
     let log = server.log();
-    let pids: Vec<i32> = (1..=3).map(|n| pid_of(&log, n)[0]).collect();
     assert!(!log.contains("not supported"), "{log}");
     let get = || {
         let mut c = UnixStream::connect(&front).expect("connect");
@@ -911,7 +886,7 @@ fn http_processes_share_the_listener() {
     let died = format!("uWSGI http 2 (pid: {}) died", pids[1]);
     server.wait_line(&died, support::READY);
     server.wait_line("respawned uWSGI http 2 (pid: ", support::READY);
-    let respawned = pid_of(&server.log(), 2);
+    let respawned = gateway_pids(&server.log(), 2);
     assert_ne!(respawned[1], pids[1]);
     assert!(get().ends_with("\r\n\r\nb"));
     server.signal(libc::SIGINT);

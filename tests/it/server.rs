@@ -258,6 +258,36 @@ pub fn worker_pids(log: &str, id: usize) -> Vec<i32> {
         .collect()
 }
 
+/// The pids in `spawned uWSGI http N (pid: P)` and `respawned uWSGI http
+/// N (pid: P)` lines, in log order, for gateway process `n`.
+pub fn gateway_pids(log: &str, n: usize) -> Vec<i32> {
+    let spawned = format!("spawned uWSGI http {n} (pid: ");
+    log.lines()
+        .filter_map(|l| l.split_once(&spawned))
+        .filter_map(|(_, rest)| rest.split(')').next()?.parse().ok())
+        .collect()
+}
+
+/// Our binary as a master with `processes` router gateways on the UNIX
+/// HTTP socket `front` in `dir` (and `extra` options), once all are up
+/// and the socket accepts; with the gateways' pids, by number.
+pub fn spawn_gateways(
+    dir: &Path,
+    front: &Path,
+    processes: usize,
+    extra: &[&str],
+) -> (Proc, Vec<i32>) {
+    let (front_s, n) = (front.display().to_string(), processes.to_string());
+    let mut args = vec!["--master", "--http", &front_s, "--http-processes", &n];
+    args.extend_from_slice(extra);
+    let mut server = spawn_ours(dir, &args);
+    server.wait_line(&format!("spawned uWSGI http {processes} (pid: "), READY);
+    assert!(wait_unix(front, READY), "{}", server.tail());
+    let log = server.log();
+    let pids = (1..=processes).map(|g| gateway_pids(&log, g)[0]).collect();
+    (server, pids)
+}
+
 /// The system call `pid` (its main thread) is blocked in, from
 /// `/proc/PID/syscall`; `None` while it runs or when it cannot be read.
 pub fn blocked_in(pid: i32) -> Option<libc::c_long> {

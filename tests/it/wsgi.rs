@@ -138,6 +138,31 @@ impl Instance {
         assert!(blocked.is_some(), "{what}\n{}", self.server.tail());
     }
 
+    /// Waits until `pid` sleeps in the app (`/sleep`).
+    fn wait_asleep(&self, pid: i32) {
+        let calls = [
+            libc::SYS_clock_nanosleep,
+            libc::SYS_nanosleep,
+            libc::SYS_select,
+            libc::SYS_pselect6,
+        ];
+        self.wait_blocked_in(pid, &calls, "the app never slept");
+    }
+
+    /// A keep-alive client on the http-socket whose first request
+    /// (`GET /`) was answered: its connection waits parked in the worker.
+    fn parked_client(&self) -> Stream {
+        let mut parked = Stream::connect(&self.h).expect("connect");
+        parked
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let first = read_one(&mut parked);
+        let (head, body) = first.unwrap_or_else(|| panic!("no response\n{}", self.server.tail()));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, b"default");
+        parked
+    }
+
     /// Waits for a log line with `needle`; returns it.
     fn wait(&mut self, needle: &str) -> String {
         self.server.wait_line(needle, READY)
@@ -274,24 +299,11 @@ fn sighup_answers_a_request_waiting_on_a_parked_connection() {
     );
     let worker = it.worker();
     let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    let mut parked = Stream::connect(&it.h).expect("connect");
-    parked.write_all(get).unwrap();
-    let (head, body) = read_one(&mut parked).expect("first response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(body, b"default");
+    let mut parked = it.parked_client();
     // Another client keeps the only worker busy for a while.
     let mut busy = Stream::connect(&it.h).expect("connect");
     busy.write_all(b"GET /sleep?3 HTTP/1.0\r\n\r\n").unwrap();
-    it.wait_blocked_in(
-        worker,
-        &[
-            libc::SYS_clock_nanosleep,
-            libc::SYS_nanosleep,
-            libc::SYS_select,
-            libc::SYS_pselect6,
-        ],
-        "the app never slept",
-    );
+    it.wait_asleep(worker);
     // The parked client's next request waits in its socket.
     parked.write_all(get).unwrap();
     it.server.signal(libc::SIGHUP);
@@ -317,21 +329,10 @@ fn a_parked_client_is_served_before_a_new_connection() {
     );
     let worker = it.worker();
     let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    let mut parked = Stream::connect(&it.h).expect("connect");
-    parked.write_all(get).unwrap();
-    assert!(read_one(&mut parked).is_some(), "{}", it.server.tail());
+    let mut parked = it.parked_client();
     let mut busy = Stream::connect(&it.h).expect("connect");
     busy.write_all(b"GET /sleep?0.5 HTTP/1.0\r\n\r\n").unwrap();
-    it.wait_blocked_in(
-        worker,
-        &[
-            libc::SYS_clock_nanosleep,
-            libc::SYS_nanosleep,
-            libc::SYS_select,
-            libc::SYS_pselect6,
-        ],
-        "the app never slept",
-    );
+    it.wait_asleep(worker);
     // Queued while the worker sleeps: a slow stranger, then the parked
     // client's next request.
     let mut stranger = Stream::connect(&it.h).expect("connect");
@@ -361,23 +362,10 @@ fn a_stopping_worker_leaves_queued_connections_to_the_next() {
          socket-timeout = 60\nwsgi-file = @APPS@/cases.py",
     );
     let worker = it.worker();
-    let mut parked = Stream::connect(&it.h).expect("connect");
-    parked
-        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
-    assert!(read_one(&mut parked).is_some(), "{}", it.server.tail());
+    let mut parked = it.parked_client();
     let mut busy = Stream::connect(&it.h).expect("connect");
     busy.write_all(b"GET /sleep?0.5 HTTP/1.0\r\n\r\n").unwrap();
-    it.wait_blocked_in(
-        worker,
-        &[
-            libc::SYS_clock_nanosleep,
-            libc::SYS_nanosleep,
-            libc::SYS_select,
-            libc::SYS_pselect6,
-        ],
-        "the app never slept",
-    );
+    it.wait_asleep(worker);
     // The worker's third and last request, then a stranger in the queue.
     parked
         .write_all(b"GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
