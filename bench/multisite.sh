@@ -25,6 +25,8 @@
 #   CONNECTIONS wrk connections (default 16; one wrk thread)
 #   VASSALS     vassals for the cold start (default 20)
 #   UWSGI       the real uWSGI (default: `uwsgi` on PATH); NGINX likewise
+#   BUILD_PYTHON the CPython ours is built against (default: the one the
+#               real uWSGI's python3 plugin links; `default`: the build's own)
 # Needs wrk and python3. A missing uWSGI or nginx is skipped with a message.
 # With the defaults it takes about 4 minutes after the release build on an
 # idle 2-core machine (it prints how long it took).
@@ -54,6 +56,21 @@ for tool in wrk python3 curl; do
 done
 
 echo "== building (cargo build --release)"
+# Ours runs the CPython that uWSGI's python3 plugin links (built into
+# target/bench-python), so both contenders start the same interpreter with
+# the same site-packages (the blog is a Flask app only where Flask
+# imports). BUILD_PYTHON=/path/to/python picks another, BUILD_PYTHON=default
+# keeps the build's own.
+BUILD_PYTHON=${BUILD_PYTHON:-}
+case $BUILD_PYTHON in
+    "") BUILD_PYTHON=$(uwsgi_python "$UWSGI") ;;
+    default) BUILD_PYTHON= ;;
+esac
+if [[ -n $BUILD_PYTHON ]]; then
+    export PYO3_PYTHON=$BUILD_PYTHON CARGO_TARGET_DIR=$REPO/target/bench-python
+    OURS=$CARGO_TARGET_DIR/release/uwsgi
+    echo "   against $BUILD_PYTHON"
+fi
 cargo build --release --quiet --bin uwsgi --bin uwsgi-emperor
 
 CONTENDERS=(ruwsgi)
