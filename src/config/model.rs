@@ -92,6 +92,9 @@ pub struct SocketConfig {
     pub chown: Option<Setting>,
     pub listen: i32,
     pub vacuum: bool,
+    /// Seconds of `TCP_DEFER_ACCEPT` on TCP listeners (`socket-timeout`),
+    /// `None` with `no-defer-accept`.
+    pub defer_accept: Option<u32>,
 }
 
 /// The Python side of a worker.
@@ -199,7 +202,18 @@ impl Config {
             chown: self.setting(&["chown-socket"]),
             listen: self.int(&["listen"], i64::from(defaults::LISTEN)) as i32,
             vacuum: self.any_flag(&["vacuum"]),
+            defer_accept: self.defer_accept(),
         }
+    }
+
+    /// uWSGI defers accepting a TCP connection until its first bytes come,
+    /// for up to `socket-timeout` seconds, unless `no-defer-accept`.
+    pub(crate) fn defer_accept(&self) -> Option<u32> {
+        if self.any_flag(&["no-defer-accept"]) {
+            return None;
+        }
+        let secs = self.int(&["socket-timeout"], defaults::SOCKET_TIMEOUT as i64);
+        u32::try_from(secs).ok().filter(|&s| s > 0)
     }
 
     pub fn python_config(&self) -> PythonConfig {

@@ -87,6 +87,9 @@ pub struct RouterConfig {
     /// `http-processes` / `http-workers`: gateway processes sharing the
     /// listening sockets (at least 1).
     pub processes: usize,
+    /// `TCP_DEFER_ACCEPT` seconds on TCP `http` sockets, as on the
+    /// instance's own (`socket-timeout`; `None` with `no-defer-accept`).
+    pub defer_accept: Option<u32>,
     /// The `route*` tables.
     pub routes: Table,
 }
@@ -188,6 +191,7 @@ impl Config {
                 .flatten()
                 .map_or(router_defaults::LISTEN, atoi),
             processes: self.router_processes()?,
+            defer_accept: self.defer_accept(),
             routes,
         })
     }
@@ -246,6 +250,7 @@ impl RouterConfig {
             mime_files: Vec::new(),
             listen: router_defaults::LISTEN,
             processes: 1,
+            defer_accept: None,
             routes: Table::default(),
         }
     }

@@ -77,6 +77,7 @@ static SUPPORT: &[(&str, Support, &str)] = &[
     ("socket", Imp, "unix path, `@abstract`, `host:port`, `:port`, `fd://N`"),
     ("uwsgi-socket", Imp, ""), ("http-socket", Imp, "HTTP/1.1 with keep-alive"),
     ("http11-socket", Imp, ""), ("listen", Imp, ""),
+    ("no-defer-accept", Imp, "TCP sockets defer accept for `socket-timeout` seconds otherwise, as in uWSGI"),
     ("chmod-socket", Imp, ""), ("chmod", Imp, ""), ("vacuum", Imp, ""),
     ("socket-timeout", Imp, ""),
     ("chown-socket", Imp, ""),

@@ -286,6 +286,13 @@ impl Instance<'_> {
                         "uWSGI http bound on {addr} fd {}",
                         b.fd.as_raw_fd()
                     ));
+                    if let Some(secs) = cfg.defer_accept {
+                        if let Err(e) = sys::socket::defer_accept(b.fd.as_raw_fd(), addr, secs) {
+                            log(format!(
+                                "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {addr}]"
+                            ));
+                        }
+                    }
                     b.fd
                 }
             };

@@ -187,6 +187,14 @@ pub fn open(
                         b.fd.as_raw_fd()
                     ));
                 }
+                if let Some(secs) = cfg.defer_accept {
+                    if let Err(e) = socket::defer_accept(b.fd.as_raw_fd(), &spec.name, secs) {
+                        log(format!(
+                            "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {}]",
+                            spec.name
+                        ));
+                    }
+                }
                 if let socket::Address::UnixPath(path) = socket::parse(&spec.name) {
                     chmod(cfg, &path)?;
                     if let Some(owner) = &cfg.chown {

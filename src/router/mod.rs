@@ -117,6 +117,13 @@ pub fn bind_all(cfg: &RouterConfig) -> Result<Vec<OwnedFd>, String> {
                 "uWSGI http bound on {name} fd {}",
                 bound.fd.as_raw_fd()
             ));
+            if let Some(secs) = cfg.defer_accept {
+                if let Err(e) = crate::sys::socket::defer_accept(bound.fd.as_raw_fd(), name, secs) {
+                    log(&format!(
+                        "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {name}]"
+                    ));
+                }
+            }
             Ok(bound.fd)
         })
         .collect()

@@ -312,6 +312,31 @@ pub fn send_with_fd(sock: RawFd, data: &[u8], attach: RawFd) -> std::io::Result<
     }
 }
 
+/// `TCP_DEFER_ACCEPT` on a listening TCP socket bound to `name` (nothing
+/// for other addresses): a connection is handed to `accept` when its first
+/// bytes arrive (or after `secs`), so a worker never wakes for a client
+/// that has not spoken yet.
+pub fn defer_accept(fd: RawFd, name: &str, secs: u32) -> std::io::Result<()> {
+    if !matches!(parse(name), Address::Tcp(_)) {
+        return Ok(());
+    }
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads one c_int from `value`, which outlives it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One `recvmsg` into `buf` on a UNIX socket: the bytes read and how many
 /// descriptors came with them (`SCM_RIGHTS`). The descriptors are closed
 /// at once: only their presence matters to the caller.

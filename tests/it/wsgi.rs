@@ -1218,6 +1218,79 @@ fn without_any_app_the_interpreter_is_not_started() {
 
 // ---------------------------------------------------------------- start-up
 
+/// `TCP_DEFER_ACCEPT` of descriptor `fd` in process `pid` (a TCP
+/// listener), read through a copy of it; `None` when this kernel or
+/// user cannot copy another process's descriptor.
+fn defer_accept_of(pid: i32, fd: i32) -> Option<i32> {
+    // SAFETY: pidfd_open/pidfd_getfd with integer arguments; each
+    // descriptor they return is closed here.
+    let copy = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if pidfd < 0 {
+            return None;
+        }
+        let copy = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        copy
+    };
+    if copy < 0 {
+        return None;
+    }
+    let mut value: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`; `copy`
+    // is our descriptor, closed right after.
+    let rc = unsafe {
+        let rc = libc::getsockopt(
+            copy,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        libc::close(copy);
+        rc
+    };
+    (rc == 0).then_some(value)
+}
+
+/// As uWSGI, TCP listeners (`socket`, `http-socket`, the router's `http`)
+/// accept a connection only once its first bytes arrive, waiting up to
+/// `socket-timeout`; `no-defer-accept` turns that off.
+#[test]
+fn tcp_listeners_defer_accept_unless_told_not_to() {
+    for (extra, deferred) in [(None, true), (Some("--no-defer-accept"), false)] {
+        let dir = TempDir::new();
+        let mut args = vec![
+            "--master",
+            "--socket",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ];
+        args.extend(extra);
+        let mut server = spawn_ours(dir.path(), &args);
+        server.wait_line("spawned uWSGI worker 1 (", READY);
+        let log = server.log();
+        let fd_of = |prefix: &str| -> i32 {
+            let line = log.lines().find(|l| l.starts_with(prefix)).expect(prefix);
+            line.rsplit(" fd ")
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .expect("fd")
+        };
+        for prefix in ["uwsgi socket 0 bound to TCP address", "uWSGI http bound on"] {
+            let Some(value) = defer_accept_of(server.pid(), fd_of(prefix)) else {
+                // Not a missing peer (which fails under CI): a kernel or
+                // a policy without pidfd_getfd.
+                eprintln!("wsgi::tcp_listeners_defer_accept_unless_told_not_to: skipped (pidfd_getfd refused)");
+                return;
+            };
+            assert_eq!(value > 0, deferred, "{prefix} ({extra:?}): {value}\n{log}");
+        }
+    }
+}
+
 #[test]
 fn starts_with_an_empty_environment() {
     let dir = TempDir::new();
