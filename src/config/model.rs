@@ -112,6 +112,9 @@ pub struct PythonConfig {
     pub env: Vec<String>,
     pub need_app: bool,
     pub lazy_apps: bool,
+    /// `lazy` (uWSGI's older form of lazy-apps): its workers fail to load
+    /// the app without saying GAME OVER.
+    pub lazy: bool,
     pub enable_threads: bool,
     pub threads: usize,
     /// `py-autoreload`: seconds between scans of the loaded modules.
@@ -230,6 +233,7 @@ impl Config {
             env: self.list(&["env"]),
             need_app: self.any_flag(&["need-app"]),
             lazy_apps: self.any_flag(&["lazy-apps", "lazy"]),
+            lazy: self.any_flag(&["lazy"]),
             enable_threads: self.any_flag(&["enable-threads"]) || self.int(&["threads"], 1) > 1,
             threads: self.int(&["threads"], 1).max(1) as usize,
             py_autoreload: self.u64(

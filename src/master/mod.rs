@@ -389,7 +389,9 @@ fn loaded_or_load<'a>(
     match python::load_apps(cfg) {
         Ok(a) => Ok(slot.insert(a)),
         Err(_) => {
-            log("*** no app loaded. GAME OVER ***");
+            if !cfg.lazy {
+                log("*** no app loaded. GAME OVER ***");
+            }
             Err(exit_code::FAILED_APP)
         }
     }

@@ -1151,15 +1151,28 @@ fn a_wsgi_file_compiles_like_a_python_source_file() {
 /// With lazy-apps each worker loads the app; under need-app a worker that
 /// cannot takes the whole instance down with status 22 (uWSGI's master
 /// "destroying the instance"), instead of respawning it forever.
+/// uWSGI's older `lazy` loads in the workers too, and they say no GAME
+/// OVER; uWSGI 2.0's master then respawns them forever (it checks
+/// lazy-apps only), ruwsgi ends the instance alike (README differences).
 #[test]
 fn lazy_apps_with_need_app_end_the_instance_when_a_worker_fails() {
-    let dir = TempDir::new();
-    let ini = write_ini(
-        dir.path(),
-        "master = true\nprocesses = 2\nlazy-apps = true\nneed-app = true\n\
-         wsgi-file = @APPS@/broken.py",
-    );
-    let out = run_ini(dir.path(), ini);
+    for (lazy, game_over) in [("lazy-apps", true), ("lazy", false)] {
+        let dir = TempDir::new();
+        let ini = write_ini(
+            dir.path(),
+            &format!(
+                "master = true\nprocesses = 2\n{lazy} = true\nneed-app = true\n\
+                 wsgi-file = @APPS@/broken.py"
+            ),
+        );
+        let out = run_ini(dir.path(), ini);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.contains("GAME OVER"), game_over, "{lazy}: {err}");
+        assert_ended_for_need_app(&out);
+    }
+}
+
+fn assert_ended_for_need_app(out: &crate::util::Output) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.rc, 22, "{err}");
     assert!(
