@@ -22,7 +22,7 @@ mod supervisor;
 mod touch;
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -280,21 +280,7 @@ impl Instance<'_> {
         for addr in &cfg.http {
             let fd = match inherited.take(&sockets::router_key(addr)) {
                 Some(fd) => fd,
-                None => {
-                    let b = sys::socket::bind(addr, cfg.listen)?;
-                    log(format!(
-                        "uWSGI http bound on {addr} fd {}",
-                        b.fd.as_raw_fd()
-                    ));
-                    if let Some(secs) = cfg.defer_accept {
-                        if let Err(e) = sys::socket::defer_accept(b.fd.as_raw_fd(), addr, secs) {
-                            log(format!(
-                                "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {addr}]"
-                            ));
-                        }
-                    }
-                    b.fd
-                }
+                None => crate::router::bind_listener(addr, &cfg)?,
             };
             fds.push(fd);
         }

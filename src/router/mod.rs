@@ -106,27 +106,28 @@ pub(crate) struct Request {
     pub started: Instant,
 }
 
-/// Binds every `http =` address, logging uWSGI's
-/// `uWSGI http bound on :8080 fd 4`.
+/// Binds every `http =` address (see [`bind_listener`]).
 pub fn bind_all(cfg: &RouterConfig) -> Result<Vec<OwnedFd>, String> {
     cfg.http
         .iter()
-        .map(|name| {
-            let bound = crate::sys::socket::bind(name, cfg.listen)?;
-            log(&format!(
-                "uWSGI http bound on {name} fd {}",
-                bound.fd.as_raw_fd()
-            ));
-            if let Some(secs) = cfg.defer_accept {
-                if let Err(e) = crate::sys::socket::defer_accept(bound.fd.as_raw_fd(), name, secs) {
-                    log(&format!(
-                        "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {name}]"
-                    ));
-                }
-            }
-            Ok(bound.fd)
-        })
+        .map(|name| bind_listener(name, cfg))
         .collect()
+}
+
+/// Binds one `http =` address, logging uWSGI's `uWSGI http bound on :8080
+/// fd 4`, and defers accept on it as uWSGI does (`no-defer-accept`).
+pub fn bind_listener(name: &str, cfg: &RouterConfig) -> Result<OwnedFd, String> {
+    let bound = crate::sys::socket::bind(name, cfg.listen)?;
+    let fd = bound.fd.as_raw_fd();
+    log(&format!("uWSGI http bound on {name} fd {fd}"));
+    if let Some(secs) = cfg.defer_accept {
+        if let Err(e) = crate::sys::socket::defer_accept(fd, name, secs) {
+            log(&format!(
+                "TCP_DEFER_ACCEPT setsockopt(): {e} [socket {name}]"
+            ));
+        }
+    }
+    Ok(bound.fd)
 }
 
 /// The gateway's entry point: serves `listeners` (the bound `http =`

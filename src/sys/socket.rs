@@ -214,14 +214,18 @@ pub fn sendfile(out: RawFd, file: RawFd, count: usize) -> std::io::Result<usize>
 /// TCP_NODELAY on a socket; on a listening socket every accepted
 /// connection inherits it (Linux), which saves a call per connection.
 pub fn set_nodelay(fd: RawFd) -> std::io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `on`.
+    set_tcp_int(fd, libc::TCP_NODELAY, 1)
+}
+
+/// An integer `IPPROTO_TCP` option.
+fn set_tcp_int(fd: RawFd, option: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `value`.
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            std::ptr::addr_of!(on).cast(),
+            option,
+            std::ptr::addr_of!(value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -320,21 +324,8 @@ pub fn defer_accept(fd: RawFd, name: &str, secs: u32) -> std::io::Result<()> {
     if !matches!(parse(name), Address::Tcp(_)) {
         return Ok(());
     }
-    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads one c_int from `value`, which outlives it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    set_tcp_int(fd, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// One `recvmsg` into `buf` on a UNIX socket: the bytes read and how many
